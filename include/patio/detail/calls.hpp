@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <patio/call_options.hpp>
+#include <patio/codec.hpp>
+#include <patio/detail/invocation.hpp>
+#include <patio/function.hpp>
+#include <patio/registry.hpp>
+
+#include <asio/awaitable.hpp>
+
+#include <exception>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace patio::detail {
+
+/// Whether an argument of type A initialises a parameter of type P without
+/// narrowing: the compile-time check of calls by function.
+template <class P, class A>
+concept fits = requires(A&& a) { P{std::forward<A>(a)}; };
+
+template <class P, class A>
+struct param_fits : std::bool_constant<fits<P, A>> {};
+
+template <class... P>
+struct params_of {
+  using layout = param_layout<P...>;
+
+  template <std::size_t I>
+  using param = std::remove_cvref_t<std::tuple_element_t<I, std::tuple<P...>>>;
+
+  template <std::size_t I, class A>
+  static constexpr bool fits_at() {
+    if constexpr (I < layout::fixed)
+      return fits<param<I>, A>;
+    else if constexpr (layout::variadic)
+      return fits<typename param<layout::count - 1>::value_type, A>;
+    else
+      return false;
+  }
+
+  template <class... A>
+  static constexpr bool accepts() {
+    if constexpr (sizeof...(A) < layout::required || sizeof...(A) > layout::max) {
+      return false;
+    } else {
+      return []<std::size_t... I>(std::index_sequence<I...>) {
+        return (fits_at<I, A>() && ...);
+      }(std::index_sequence_for<A...>{});
+    }
+  }
+
+  /// The parameter tuple, built from arguments that passed accepts().
+  template <class... A>
+  static std::tuple<std::decay_t<P>...> build(A&&... a) {
+    auto args = std::forward_as_tuple(std::forward<A>(a)...);
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return std::tuple<std::decay_t<P>...>{build_one<I>(args)...};
+    }(std::index_sequence_for<P...>{});
+  }
+
+ private:
+  template <std::size_t I, class Tuple>
+  static param<I> build_one(Tuple& args) {
+    constexpr std::size_t given = std::tuple_size_v<Tuple>;
+    if constexpr (layout::variadic && I == layout::count - 1) {
+      return [&]<std::size_t... J>(std::index_sequence<J...>) {
+        using element = typename param<I>::value_type;
+        return param<I>(std::vector<element>{element{std::get<I + J>(std::move(args))}...});
+      }(std::make_index_sequence<(given > I ? given - I : 0)>{});
+    } else if constexpr (I < given) {
+      return param<I>{std::get<I>(std::move(args))};
+    } else {
+      return param<I>{};
+    }
+  }
+};
+
+template <class Tuple>
+struct params_of_tuple;
+template <class... P>
+struct params_of_tuple<std::tuple<P...>> {
+  using type = params_of<P...>;
+};
+
+template <class F>
+using params_for = typename params_of_tuple<typename callable_traits<F>::params>::type;
+
+template <class F>
+using result_for = std::remove_cvref_t<typename callable_traits<F>::result_type>;
+
+/// The calling side shared by executors (`submit`) and brokers (`call`).
+/// Derived provides `registry()` and
+/// `asio::awaitable<void> dispatch(std::shared_ptr<invocation>, call_options)`.
+template <class Derived>
+class calls {
+ public:
+  /// Calls the function registered as `name` with `args`.
+  /// @returns its result converted to R; by default a dynamic patio::value.
+  /// @throws patio::error subclasses: no_route_error, bad_arguments_error,
+  /// remote_error (the task threw), type_mismatch_error, timeout_error, ...
+  /// @par Cancellation
+  /// Cancelling the awaiting coroutine abandons the call: the task is
+  /// cancelled where the executor can, and asio::error::operation_aborted
+  /// is thrown.
+  /// @par Object lifetimes
+  /// The arguments are copied (or moved) before call() returns.
+  template <class R = value, class... Args>
+  asio::awaitable<R> call(std::string_view name, Args&&... args) {
+    return call<R>(call_options{}, name, std::forward<Args>(args)...);
+  }
+
+  /// As above, with per-call options such as a timeout.
+  template <class R = value, class... Args>
+  asio::awaitable<R> call(call_options options, std::string_view name, Args&&... args) {
+    auto inv = make_invocation<R>(std::forward<Args>(args)...);
+    inv->name = name;
+    return run<R>(static_cast<Derived*>(this), std::move(inv), options, nullptr);
+  }
+
+  /// Calls `fn` by the name it is registered under. The result type is
+  /// fn's; the arguments are checked against fn's parameters at compile time
+  /// and travel as exactly fn's parameter types.
+  template <class F, class... Args>
+    requires std::is_function_v<F>
+  asio::awaitable<result_for<F*>> call(F* fn, Args&&... args) {
+    return call(call_options{}, fn, std::forward<Args>(args)...);
+  }
+
+  template <class F, class... Args>
+    requires std::is_function_v<F>
+  asio::awaitable<result_for<F*>> call(call_options options, F* fn, Args&&... args) {
+    using params = params_for<F*>;
+    static_assert(params::template accepts<Args...>(),
+                  "patio: these arguments do not fit the function's parameters (count, or a type that does not "
+                  "convert without narrowing)");
+    using R = result_for<F*>;
+    using tuple_t = decltype(params::build(std::forward<Args>(args)...));
+    auto inv = [&]<class... P>(std::tuple<P...>*) -> std::shared_ptr<typed_result<R>> {
+      return std::make_shared<local_invocation<R, P...>>(params::build(std::forward<Args>(args)...));
+    }(static_cast<tuple_t*>(nullptr));
+    std::exception_ptr unknown;
+    try {
+      inv->name = static_cast<Derived*>(this)->registry().name_of(fn);
+    } catch (...) {
+      unknown = std::current_exception();
+    }
+    return run<R>(static_cast<Derived*>(this), std::move(inv), options, unknown);
+  }
+
+ private:
+  template <class R>
+  static asio::awaitable<R> run(Derived* self, std::shared_ptr<typed_result<R>> inv, call_options options,
+                                std::exception_ptr early) {
+    if (early) std::rethrow_exception(early);
+    co_await self->dispatch(inv, options);
+    co_return inv->take_result();
+  }
+};
+
+}  // namespace patio::detail

@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <patio/codec.hpp>
+#include <patio/detail/type_name.hpp>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/associated_cancellation_slot.hpp>
+#include <asio/associated_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace patio::detail {
+
+class function_base;
+
+/// A completion waiting for an invocation, with its handler type erased.
+class waiter_base {
+ public:
+  virtual ~waiter_base() = default;
+  virtual asio::any_io_executor executor() const = 0;
+  virtual void complete(std::exception_ptr error) = 0;
+};
+
+template <class Handler>
+class waiter final : public waiter_base {
+ public:
+  waiter(Handler handler, asio::any_io_executor fallback)
+      : handler_(std::move(handler)), executor_(asio::get_associated_executor(handler_, fallback)) {}
+
+  asio::any_io_executor executor() const override { return executor_; }
+  void complete(std::exception_ptr error) override { std::move(handler_)(std::move(error)); }
+
+ private:
+  Handler handler_;
+  asio::any_io_executor executor_;
+};
+
+/// One call on its way through an executor: the arguments, the slot for the
+/// result, and the rendezvous between the side that runs the task and the
+/// caller waiting for it. Shared between both, so whichever gives up first
+/// (a timed-out caller, a shut-down executor) leaves the other safe.
+///
+/// The executing side reads the arguments, sets a result or an error, then
+/// calls complete() once. The caller awaits async_wait(), which ends with the
+/// result's error (if any), a timeout at the deadline, or on cancellation.
+class invocation : public std::enable_shared_from_this<invocation> {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  virtual ~invocation() = default;
+
+  // ---- request ---------------------------------------------------------
+
+  /// The function to run and its name; set by whoever routes the call.
+  std::shared_ptr<const function_base> target;
+  std::string name;
+
+  /// When the caller stops waiting; clock::time_point::max() for never.
+  clock::time_point deadline = clock::time_point::max();
+
+  /// Where the caller waits; coroutine tasks of the async executor run here.
+  asio::any_io_executor caller_executor;
+
+  /// The exact std::tuple type the arguments are held in, or nullptr when
+  /// they only exist encoded.
+  [[nodiscard]] virtual type_id args_type() const noexcept = 0;
+
+  /// The held argument tuple (of args_type()), to be moved from once.
+  virtual void* typed_args() noexcept = 0;
+
+  /// The positional arguments as a MessagePack array, allocated in `zone`.
+  virtual msgpack::object args_object(msgpack::zone& zone) const = 0;
+
+  // ---- result ----------------------------------------------------------
+
+  /// The result type the caller holds without conversion, or nullptr.
+  [[nodiscard]] virtual type_id result_type() const noexcept = 0;
+
+  /// Moves the result from `*result`, which is of result_type().
+  virtual void set_typed_result(void* result) = 0;
+
+  /// Converts `result` to what the caller wants. May throw
+  /// type_mismatch_error, which the executing side stores with set_error.
+  virtual void set_object_result(const msgpack::object& result) = 0;
+
+  void set_error(std::exception_ptr error) noexcept { error_ = std::move(error); }
+  [[nodiscard]] bool has_error() const noexcept { return static_cast<bool>(error_); }
+
+  // ---- completion --------------------------------------------------------
+
+  /// The caller no longer waits: running it is wasted work.
+  [[nodiscard]] bool abandoned() const noexcept {
+    std::lock_guard lock(mutex_);
+    return state_ == state::abandoned;
+  }
+
+  [[nodiscard]] bool expired() const noexcept { return clock::now() >= deadline; }
+
+  /// Called once by the executing side after the result or error is set.
+  void complete() noexcept;
+
+  /// Like complete(), with an error that the executing side raised before
+  /// running anything (a refusal, a shutdown).
+  void fail(std::exception_ptr error) noexcept {
+    set_error(std::move(error));
+    complete();
+  }
+
+  /// Cancels the running task when the caller gives up. Set by an executor
+  /// that can cancel; runs on the caller's executor.
+  asio::cancellation_signal task_cancel;
+  bool task_cancellable = false;
+
+  /// Waits for completion. Completes with no error when the result is
+  /// ready, else with the task's error, a patio::timeout_error at the
+  /// deadline, or asio::error::operation_aborted on cancellation.
+  ///
+  /// @par Per-operation cancellation
+  /// Any cancellation type abandons the invocation.
+  template <class CompletionToken>
+  auto async_wait(CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, void(std::exception_ptr)>(
+        [self = shared_from_this()](auto handler) mutable {
+          self->start_wait(std::make_unique<waiter<decltype(handler)>>(
+                               std::move(handler), self->caller_executor),
+                           asio::get_associated_cancellation_slot(handler));
+        },
+        token);
+  }
+
+ protected:
+  std::exception_ptr error_;
+
+ private:
+  enum class state { pending, waiting, done, abandoned };
+
+  void start_wait(std::unique_ptr<waiter_base> w, asio::cancellation_slot slot);
+  void abandon(std::exception_ptr reason) noexcept;
+  void deliver(std::unique_ptr<waiter_base> w, std::exception_ptr error) noexcept;
+
+  mutable std::mutex mutex_;
+  state state_ = state::pending;
+  std::unique_ptr<waiter_base> waiter_;
+  std::optional<asio::steady_timer> timer_;
+  asio::cancellation_slot slot_;
+};
+
+/// The caller's half of an invocation: the result, typed as it wants it.
+template <class R>
+class typed_result : public invocation {
+ public:
+  [[nodiscard]] type_id result_type() const noexcept override { return type_of<R>(); }
+
+  void set_typed_result(void* result) override {
+    if constexpr (!std::is_void_v<R>) result_.emplace(std::move(*static_cast<R*>(result)));
+  }
+
+  void set_object_result(const msgpack::object& result) override {
+    if constexpr (std::is_same_v<R, value>) {
+      result_.emplace(result);
+    } else if constexpr (!std::is_void_v<R>) {
+      R out{};
+      convert_to(result, out, name + ": result: ");
+      result_.emplace(std::move(out));
+    }
+  }
+
+  /// The result after async_wait() succeeded.
+  R take_result() {
+    if (error_) std::rethrow_exception(error_);
+    if constexpr (!std::is_void_v<R>) return std::move(*result_);
+  }
+
+ private:
+  struct nothing {};
+  std::optional<std::conditional_t<std::is_void_v<R>, nothing, R>> result_;
+};
+
+/// How an argument is held while the call travels: by value, and strings
+/// as std::string, so nothing dangles when the caller stops waiting.
+template <class A>
+struct stored {
+  using type = std::decay_t<A>;
+};
+template <>
+struct stored<const char*> {
+  using type = std::string;
+};
+template <>
+struct stored<char*> {
+  using type = std::string;
+};
+template <>
+struct stored<std::string_view> {
+  using type = std::string;
+};
+template <class A>
+using stored_t = typename stored<std::decay_t<A>>::type;
+
+/// An invocation made in this process from C++ arguments.
+template <class R, class... A>
+class local_invocation final : public typed_result<R> {
+ public:
+  template <class... Args>
+  explicit local_invocation(Args&&... args) : args_(std::forward<Args>(args)...) {}
+
+  [[nodiscard]] type_id args_type() const noexcept override { return type_of<std::tuple<A...>>(); }
+  void* typed_args() noexcept override { return &args_; }
+  msgpack::object args_object(msgpack::zone& zone) const override { return msgpack::object(args_, zone); }
+
+ private:
+  std::tuple<A...> args_;
+};
+
+template <class R, class... Args>
+std::shared_ptr<typed_result<R>> make_invocation(Args&&... args) {
+  return std::make_shared<local_invocation<R, stored_t<Args>...>>(std::forward<Args>(args)...);
+}
+
+}  // namespace patio::detail

@@ -1,0 +1,22 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <patio/executor.hpp>
+
+namespace patio {
+
+/// Runs nothing: every call through it fails with
+/// patio::executor_refused_error. For processes that only call others: a
+/// TCP broker with a null executor offers no functions. Its registry, which
+/// may be empty, still lets calls name functions by the function itself.
+class null_executor final : public executor {
+ public:
+  explicit null_executor(patio::registry& r) : executor(r, executor_options{.max_workers = 0}) {}
+
+  void shutdown() override {}
+
+ private:
+  void start(std::shared_ptr<detail::invocation> inv) override;
+};
+
+}  // namespace patio

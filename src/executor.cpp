@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: MIT
+#include <patio/async_executor.hpp>
+#include <patio/detail/task_limiter.hpp>
+#include <patio/executor.hpp>
+#include <patio/null_executor.hpp>
+#include <patio/thread_pool_executor.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/post.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <algorithm>
+
+namespace patio {
+
+namespace {
+
+std::exception_ptr shut_down_error(const std::string& name) {
+  return std::make_exception_ptr(
+      executor_refused_error(name + ": the executor was shut down before the task ran", errc::shut_down));
+}
+
+void set_deadline(detail::invocation& inv, const call_options& options) {
+  if (options.timeout) inv.deadline = detail::invocation::clock::now() + *options.timeout;
+}
+
+}  // namespace
+
+// ---- executor ---------------------------------------------------------------
+
+asio::awaitable<void> executor::execute(std::shared_ptr<detail::invocation> inv) {
+  inv->caller_executor = co_await asio::this_coro::executor;
+  start(inv);
+  co_await inv->async_wait(asio::use_awaitable);
+}
+
+asio::awaitable<void> executor::dispatch(std::shared_ptr<detail::invocation> inv, call_options options) {
+  inv->target = registry_.at(inv->name).impl();
+  set_deadline(*inv, options);
+  co_await execute(std::move(inv));
+}
+
+// ---- task_limiter -----------------------------------------------------------
+
+namespace detail {
+
+task_limiter::task_limiter(std::size_t max_running, std::size_t max_queue)
+    : max_running_(std::max<std::size_t>(max_running, 1)), max_queue_(max_queue) {}
+
+void task_limiter::start(std::shared_ptr<invocation> inv) {
+  {
+    std::lock_guard lock(mutex_);
+    if (shut_down_) throw executor_refused_error(inv->name + ": the executor is shut down", errc::shut_down);
+    if (running_ >= max_running_) {
+      if (queue_.size() >= max_queue_)
+        throw executor_refused_error(inv->name + ": the executor's queue is full (" + std::to_string(max_queue_) +
+                                         " waiting)",
+                                     errc::queue_full);
+      queue_.push_back(std::move(inv));
+      return;
+    }
+    ++running_;
+    active_.insert(inv);
+  }
+  spawn(std::move(inv));
+}
+
+namespace {
+asio::awaitable<void> run_task(std::shared_ptr<task_limiter> limiter, std::shared_ptr<invocation> inv,
+                               void (task_limiter::*finished)(const std::shared_ptr<invocation>&)) {
+  const auto& fn = *inv->target;
+  if (fn.is_coroutine())
+    co_await fn.invoke_async(inv);
+  else
+    fn.invoke(*inv);
+  // A task cancelled by shutdown failed because of it, not of its own accord.
+  if (inv->has_error() && limiter->is_shut_down()) inv->set_error(shut_down_error(inv->name));
+  inv->complete();
+  ((*limiter).*finished)(inv);
+}
+}  // namespace
+
+void task_limiter::spawn(std::shared_ptr<invocation> inv) {
+  inv->task_cancellable = true;
+  auto ex = inv->caller_executor;
+  auto slot = inv->task_cancel.slot();
+  asio::co_spawn(ex, run_task(shared_from_this(), std::move(inv), &task_limiter::finished),
+                 asio::bind_cancellation_slot(slot, asio::detached));
+}
+
+void task_limiter::finished(const std::shared_ptr<invocation>& inv) {
+  std::shared_ptr<invocation> next;
+  {
+    std::lock_guard lock(mutex_);
+    active_.erase(inv);
+    while (!queue_.empty()) {
+      auto candidate = std::move(queue_.front());
+      queue_.pop_front();
+      // An abandoned or expired call is never started.
+      if (candidate->abandoned() || candidate->expired()) continue;
+      next = std::move(candidate);
+      break;
+    }
+    if (next)
+      active_.insert(next);
+    else
+      --running_;
+  }
+  // The next task may belong to a caller on another executor: start it there,
+  // where its cancellation is emitted too.
+  if (next) asio::post(next->caller_executor, [self = shared_from_this(), next] { self->spawn(next); });
+}
+
+void task_limiter::shutdown() {
+  std::deque<std::shared_ptr<invocation>> queued;
+  std::unordered_set<std::shared_ptr<invocation>> active;
+  {
+    std::lock_guard lock(mutex_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    queued.swap(queue_);
+    active = active_;
+  }
+  for (auto& inv : queued) inv->fail(shut_down_error(inv->name));
+  for (auto& inv : active) {
+    asio::post(inv->caller_executor, [inv] { inv->task_cancel.emit(asio::cancellation_type::terminal); });
+  }
+}
+
+}  // namespace detail
+
+// ---- async_executor ---------------------------------------------------------
+
+async_executor::async_executor(patio::registry& r, executor_options options)
+    : executor(r, options),
+      limiter_(std::make_shared<detail::task_limiter>(options.max_workers, options.max_queue)) {}
+
+async_executor::~async_executor() { shutdown(); }
+
+void async_executor::shutdown() { limiter_->shutdown(); }
+
+void async_executor::start(std::shared_ptr<detail::invocation> inv) { limiter_->start(std::move(inv)); }
+
+// ---- thread_pool_executor ---------------------------------------------------
+
+thread_pool_executor::thread_pool_executor(patio::registry& r, executor_options options)
+    : executor(r, options),
+      coroutines_(std::make_shared<detail::task_limiter>(options.max_workers, options.max_queue)) {
+  setup();
+}
+
+thread_pool_executor::~thread_pool_executor() { shutdown(); }
+
+void thread_pool_executor::setup() {
+  std::lock_guard lock(mutex_);
+  if (stopping_ || !threads_.empty()) return;
+  const auto n = std::max<std::size_t>(options().max_workers, 1);
+  threads_.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) threads_.emplace_back([this] { work(); });
+}
+
+void thread_pool_executor::start(std::shared_ptr<detail::invocation> inv) {
+  if (inv->target->is_coroutine()) {
+    coroutines_->start(std::move(inv));
+    return;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) throw executor_refused_error(inv->name + ": the executor is shut down", errc::shut_down);
+    if (queue_.size() >= options().max_queue)
+      throw executor_refused_error(inv->name + ": the executor's queue is full (" +
+                                       std::to_string(options().max_queue) + " waiting)",
+                                   errc::queue_full);
+    queue_.push_back(std::move(inv));
+  }
+  wake_.notify_one();
+}
+
+void thread_pool_executor::work() {
+  for (;;) {
+    std::shared_ptr<detail::invocation> inv;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and nothing left to run
+      inv = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    // An abandoned or expired call is never started.
+    if (inv->abandoned() || inv->expired()) continue;
+    inv->target->invoke(*inv);
+    inv->complete();
+  }
+}
+
+void thread_pool_executor::shutdown() {
+  std::deque<std::shared_ptr<detail::invocation>> queued;
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    queued.swap(queue_);
+    threads.swap(threads_);
+  }
+  wake_.notify_all();
+  for (auto& inv : queued) inv->fail(shut_down_error(inv->name));
+  for (auto& t : threads) {
+    if (t.get_id() == std::this_thread::get_id())
+      t.detach();  // a task shutting down its own pool: the thread ends when the task returns
+    else
+      t.join();
+  }
+  coroutines_->shutdown();
+}
+
+// ---- null_executor ----------------------------------------------------------
+
+void null_executor::start(std::shared_ptr<detail::invocation> inv) {
+  throw executor_refused_error(inv->name + ": the null executor runs nothing; this side only calls");
+}
+
+}  // namespace patio

@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: MIT
+#include <patio/detail/invocation.hpp>
+
+#include <asio/error.hpp>
+#include <asio/post.hpp>
+
+namespace patio::detail {
+
+void invocation::start_wait(std::unique_ptr<waiter_base> w, asio::cancellation_slot slot) {
+  std::unique_lock lock(mutex_);
+  if (state_ == state::done) {
+    lock.unlock();
+    deliver(std::move(w), nullptr);
+    return;
+  }
+  waiter_ = std::move(w);
+  state_ = state::waiting;
+  if (deadline != clock::time_point::max()) {
+    timer_.emplace(waiter_->executor(), deadline);
+    timer_->async_wait([self = shared_from_this()](std::error_code ec) {
+      if (!ec) self->abandon(std::make_exception_ptr(timeout_error(self->name + ": call timed out")));
+    });
+  }
+  if (slot.is_connected()) {
+    slot_ = slot;
+    slot.assign([self = shared_from_this()](asio::cancellation_type) {
+      self->abandon(std::make_exception_ptr(std::system_error(asio::error::operation_aborted)));
+    });
+  }
+}
+
+void invocation::abandon(std::exception_ptr reason) noexcept {
+  std::unique_lock lock(mutex_);
+  if (state_ != state::waiting) return;
+  state_ = state::abandoned;
+  auto w = std::move(waiter_);
+  lock.unlock();
+  if (task_cancellable) task_cancel.emit(asio::cancellation_type::terminal);
+  deliver(std::move(w), std::move(reason));
+}
+
+void invocation::complete() noexcept {
+  std::unique_lock lock(mutex_);
+  if (state_ == state::abandoned || state_ == state::done) return;
+  state_ = state::done;
+  auto w = std::move(waiter_);
+  lock.unlock();
+  if (w) deliver(std::move(w), nullptr);
+}
+
+void invocation::deliver(std::unique_ptr<waiter_base> w, std::exception_ptr error) noexcept {
+  auto ex = w->executor();
+  // Always through the caller's executor: the caller resumes there, never
+  // inside the task's stack or on a worker thread, and the timer and the
+  // cancellation slot are only touched there.
+  asio::post(ex, [self = shared_from_this(), w = std::move(w), error = std::move(error)]() mutable {
+    if (self->timer_) self->timer_->cancel();
+    if (self->slot_.is_connected()) self->slot_.clear();
+    w->complete(std::move(error));
+  });
+}
+
+}  // namespace patio::detail

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <patio/patio.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
+
+#include <chrono>
+#include <exception>
+#include <optional>
+#include <stdexcept>
+#include <utility>
+
+namespace patio::test {
+
+/// Runs `task` on a fresh io_context until it finishes and returns its
+/// result; rethrows what it threw. Fails (throws) if the io_context runs out
+/// of work first, or if the task takes longer than `limit`: a hang is a
+/// failure, not a stuck test.
+template <class T>
+T run(asio::awaitable<T> task, std::chrono::seconds limit = std::chrono::seconds(20)) {
+  asio::io_context io;
+  std::optional<T> result;
+  std::exception_ptr error;
+  bool done = false;
+  asio::co_spawn(io, std::move(task), [&](std::exception_ptr e, T value) {
+    done = true;
+    error = e;
+    if (!e) result.emplace(std::move(value));
+  });
+  io.run_for(limit);
+  if (!done) throw std::runtime_error("test task did not finish in time");
+  if (error) std::rethrow_exception(error);
+  return std::move(*result);
+}
+
+inline void run(asio::awaitable<void> task, std::chrono::seconds limit = std::chrono::seconds(20)) {
+  asio::io_context io;
+  std::exception_ptr error;
+  bool done = false;
+  asio::co_spawn(io, std::move(task), [&](std::exception_ptr e) {
+    done = true;
+    error = e;
+  });
+  io.run_for(limit);
+  if (!done) throw std::runtime_error("test task did not finish in time");
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace patio::test
