@@ -133,9 +133,10 @@ class invocation : public std::enable_shared_from_this<invocation> {
   auto async_wait(CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(std::exception_ptr)>(
         [self = shared_from_this()](auto handler) mutable {
-          self->start_wait(std::make_unique<waiter<decltype(handler)>>(
-                               std::move(handler), self->caller_executor),
-                           asio::get_associated_cancellation_slot(handler));
+          // The slot first: the handler is moved from below.
+          auto slot = asio::get_associated_cancellation_slot(handler);
+          self->start_wait(std::make_unique<waiter<decltype(handler)>>(std::move(handler), self->caller_executor),
+                           slot);
         },
         token);
   }
