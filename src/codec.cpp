@@ -75,7 +75,7 @@ void append(std::string& out, const msgpack::object& o) {
 }  // namespace
 
 value::value(const msgpack::object& object) {
-  auto zone = std::make_shared<msgpack::zone>();
+  auto zone = std::make_shared<msgpack::zone>(detail::zone_chunk_size);
   object_ = msgpack::object(object, *zone);
   zone_ = std::move(zone);
 }

@@ -21,6 +21,13 @@
 
 namespace patio {
 
+namespace detail {
+/// First chunk of the zones that hold one call's arguments or result:
+/// msgpack-cxx's default (8 KiB) would cost a large allocation per call; a
+/// zone grows by itself when a payload needs more.
+inline constexpr std::size_t zone_chunk_size = 256;
+}  // namespace detail
+
 /// Raw bytes; travel as MessagePack bin.
 using bytes = std::vector<std::byte>;
 
@@ -54,7 +61,7 @@ class value {
   template <class T>
     requires(!std::is_same_v<std::remove_cvref_t<T>, value> &&
              !std::is_same_v<std::remove_cvref_t<T>, msgpack::object>)
-  explicit value(const T& v) : zone_(std::make_shared<msgpack::zone>()) {
+  explicit value(const T& v) : zone_(std::make_shared<msgpack::zone>(detail::zone_chunk_size)) {
     object_ = msgpack::object(v, *zone_);
   }
 

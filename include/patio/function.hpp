@@ -152,7 +152,7 @@ void deliver_result(invocation& inv, R& result) {
   if (inv.result_type() == type_of<R>()) {
     inv.set_typed_result(&result);
   } else {
-    msgpack::zone zone;
+    msgpack::zone zone(zone_chunk_size);
     inv.set_object_result(msgpack::object(result, zone));
   }
 }
@@ -216,7 +216,7 @@ class function_impl<F, Traits, std::tuple<P...>> final : public function_base {
       inv.set_error(std::make_exception_ptr(executor_refused_error(inv.name + ": a coroutine cannot run synchronously")));
     } else {
       try {
-        msgpack::zone zone;
+        msgpack::zone zone(zone_chunk_size);
         auto args = decode_args<P...>(inv, zone);
         if constexpr (std::is_void_v<result>) {
           try {
@@ -247,7 +247,7 @@ class function_impl<F, Traits, std::tuple<P...>> final : public function_base {
       invoke(*inv);
       co_return;
     } else {
-      msgpack::zone zone;
+      msgpack::zone zone(zone_chunk_size);
       std::optional<std::tuple<std::decay_t<P>...>> args;
       try {
         args.emplace(decode_args<P...>(*inv, zone));
