@@ -84,6 +84,13 @@ asio::awaitable<void> run_task(std::shared_ptr<task_limiter> limiter, std::share
 }  // namespace
 
 void task_limiter::spawn(std::shared_ptr<invocation> inv) {
+  // A queued call may have been abandoned between finished() taking it and
+  // this post running: it must still never start. (Both this and abandon()
+  // run on the caller's executor, so nothing slips in after the check.)
+  if (inv->abandoned() || inv->expired()) {
+    finished(inv);
+    return;
+  }
   inv->task_cancellable = true;
   auto ex = inv->caller_executor;
   auto slot = inv->task_cancel.slot();

@@ -48,8 +48,9 @@ void throw_argument_count(const std::string& function, std::size_t required, std
     expected = std::to_string(required);
   else
     expected = std::to_string(required) + " to " + std::to_string(max);
-  throw bad_arguments_error(function + ": expected " + expected + " argument" +
-                            (required == 1 && max == 1 ? "" : "s") + ", got " + std::to_string(given));
+  const bool one = required == 1 && (max == 1 || max == std::size_t(-1));
+  throw bad_arguments_error(function + ": expected " + expected + " argument" + (one ? "" : "s") + ", got " +
+                            std::to_string(given));
 }
 
 void throw_argument_type(const std::string& function, std::size_t position, const std::string& expected,

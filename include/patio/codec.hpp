@@ -17,7 +17,9 @@
 /// @code
 /// struct point { double x, y; PATIO_FIELDS(x, y); };
 /// @endcode
-#define PATIO_FIELDS(...) MSGPACK_DEFINE_MAP(__VA_ARGS__)
+#define PATIO_FIELDS(...)          \
+  MSGPACK_DEFINE_MAP(__VA_ARGS__) \
+  static_assert(true, "PATIO_FIELDS is used as a declaration, with a semicolon")
 
 namespace patio {
 
@@ -61,8 +63,10 @@ class value {
   template <class T>
     requires(!std::is_same_v<std::remove_cvref_t<T>, value> &&
              !std::is_same_v<std::remove_cvref_t<T>, msgpack::object>)
-  explicit value(const T& v) : zone_(std::make_shared<msgpack::zone>(detail::zone_chunk_size)) {
-    object_ = msgpack::object(v, *zone_);
+  explicit value(const T& v) {
+    auto zone = std::make_shared<msgpack::zone>(detail::zone_chunk_size);
+    object_ = msgpack::object(v, *zone);
+    zone_ = std::move(zone);
   }
 
   [[nodiscard]] kind type() const noexcept;
@@ -111,6 +115,11 @@ class value {
 };
 
 namespace detail {
+
+template <class T>
+inline constexpr bool is_varargs = false;
+template <class T>
+inline constexpr bool is_varargs<varargs<T>> = true;
 
 /// The codec's name of what `o` holds ("int", "str", "array", ...).
 std::string_view kind_name(const msgpack::object& o) noexcept;

@@ -66,11 +66,6 @@ template <class F>
 struct callable_traits<F, std::void_t<decltype(&F::operator())>> : callable_traits<decltype(&F::operator())> {};
 
 template <class T>
-inline constexpr bool is_varargs = false;
-template <class T>
-inline constexpr bool is_varargs<varargs<T>> = true;
-
-template <class T>
 inline constexpr bool is_optional = false;
 template <class T>
 inline constexpr bool is_optional<std::optional<T>> = true;

@@ -55,18 +55,20 @@ struct params_of {
     }
   }
 
-  /// The parameter tuple, built from arguments that passed accepts().
+  /// The parameter tuple, built from arguments that passed accepts(), with
+  /// views (std::string_view) held as owning strings: the call outlives the
+  /// caller's arguments.
   template <class... A>
-  static std::tuple<std::decay_t<P>...> build(A&&... a) {
+  static std::tuple<stored_t<P>...> build(A&&... a) {
     auto args = std::forward_as_tuple(std::forward<A>(a)...);
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
-      return std::tuple<std::decay_t<P>...>{build_one<I>(args)...};
+      return std::tuple<stored_t<P>...>{build_one<I>(args)...};
     }(std::index_sequence_for<P...>{});
   }
 
  private:
   template <std::size_t I, class Tuple>
-  static param<I> build_one(Tuple& args) {
+  static stored_t<param<I>> build_one(Tuple& args) {
     constexpr std::size_t given = std::tuple_size_v<Tuple>;
     if constexpr (layout::variadic && I == layout::count - 1) {
       return [&]<std::size_t... J>(std::index_sequence<J...>) {
@@ -74,9 +76,9 @@ struct params_of {
         return param<I>(std::vector<element>{element{std::get<I + J>(std::move(args))}...});
       }(std::make_index_sequence<(given > I ? given - I : 0)>{});
     } else if constexpr (I < given) {
-      return param<I>{std::get<I>(std::move(args))};
+      return stored_t<param<I>>{std::get<I>(std::move(args))};
     } else {
-      return param<I>{};
+      return stored_t<param<I>>{};
     }
   }
 };

@@ -46,8 +46,6 @@ struct describer {
     } else if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, const char*> ||
                          std::is_same_v<T, std::string_view>) {
       return "str";
-    } else if constexpr (std::is_same_v<T, std::vector<std::byte>>) {
-      return "bytes";
     } else if constexpr (std::is_same_v<T, value>) {
       return "value";
     } else {
@@ -62,6 +60,11 @@ struct describer<T[N]> {
     if constexpr (std::is_same_v<std::remove_cv_t<T>, char>) return "str";
     return "[" + describe<T>() + "]";
   }
+};
+
+template <>
+struct describer<std::vector<std::byte>> {
+  static std::string get() { return "bytes"; }
 };
 
 template <class T, class A>

@@ -12,6 +12,7 @@
 #include <asio/steady_timer.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -219,9 +220,38 @@ class local_invocation final : public typed_result<R> {
 
   [[nodiscard]] type_id args_type() const noexcept override { return type_of<std::tuple<A...>>(); }
   void* typed_args() noexcept override { return &args_; }
-  msgpack::object args_object(msgpack::zone& zone) const override { return msgpack::object(args_, zone); }
+  /// A varargs argument is spread into the array, as Python's `*args` is.
+  msgpack::object args_object(msgpack::zone& zone) const override {
+    const std::size_t count = std::apply([](const auto&... a) { return (std::size_t{0} + ... + width(a)); }, args_);
+    msgpack::object out;
+    out.type = msgpack::type::ARRAY;
+    out.via.array.size = static_cast<std::uint32_t>(count);
+    out.via.array.ptr = count == 0 ? nullptr
+                                   : static_cast<msgpack::object*>(zone.allocate_align(
+                                         sizeof(msgpack::object) * count, MSGPACK_ZONE_ALIGNOF(msgpack::object)));
+    std::size_t i = 0;
+    std::apply([&](const auto&... a) { (put(out.via.array.ptr, i, a, zone), ...); }, args_);
+    return out;
+  }
 
  private:
+  template <class T>
+  static std::size_t width(const T& a) noexcept {
+    if constexpr (is_varargs<T>)
+      return a.size();
+    else
+      return 1;
+  }
+
+  template <class T>
+  static void put(msgpack::object* out, std::size_t& i, const T& a, msgpack::zone& zone) {
+    if constexpr (is_varargs<T>) {
+      for (const auto& element : a) out[i++] = msgpack::object(element, zone);
+    } else {
+      out[i++] = msgpack::object(a, zone);
+    }
+  }
+
   std::tuple<A...> args_;
 };
 
