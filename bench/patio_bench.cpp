@@ -9,7 +9,6 @@
 
 #include <asio/post.hpp>
 #include <asio/thread_pool.hpp>
-
 #include <fmt/format.h>
 
 #include <algorithm>

@@ -10,7 +10,6 @@ namespace patio {
 
 namespace {
 
-
 void append_string(std::string& out, std::string_view text) {
   out += '"';
   for (unsigned char c : text) {

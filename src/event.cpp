@@ -54,7 +54,8 @@ void event::cancel(waiter_base* w) {
     found = std::move(*it);
     waiters_.erase(it);
   }
-  post_completion(std::move(found.waiter), found.slot, std::make_exception_ptr(std::system_error(asio::error::operation_aborted)));
+  post_completion(std::move(found.waiter), found.slot,
+                  std::make_exception_ptr(std::system_error(asio::error::operation_aborted)));
 }
 
 }  // namespace patio::detail

@@ -5,9 +5,9 @@
 #include <patio/null_executor.hpp>
 #include <patio/thread_pool_executor.hpp>
 
+#include <asio/bind_cancellation_slot.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <asio/bind_cancellation_slot.hpp>
 #include <asio/post.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
@@ -56,9 +56,9 @@ void task_limiter::start(std::shared_ptr<invocation> inv) {
     if (shut_down_) throw executor_refused_error(inv->name + ": the executor is shut down", errc::shut_down);
     if (running_ >= max_running_) {
       if (queue_.size() >= max_queue_)
-        throw executor_refused_error(inv->name + ": the executor's queue is full (" + std::to_string(max_queue_) +
-                                         " waiting)",
-                                     errc::queue_full);
+        throw executor_refused_error(
+            inv->name + ": the executor's queue is full (" + std::to_string(max_queue_) + " waiting)",
+            errc::queue_full);
       queue_.push_back(std::move(inv));
       return;
     }
@@ -142,8 +142,7 @@ void task_limiter::shutdown() {
 // ---- async_executor ---------------------------------------------------------
 
 async_executor::async_executor(patio::registry& r, executor_options options)
-    : executor(r, options),
-      limiter_(std::make_shared<detail::task_limiter>(options.max_workers, options.max_queue)) {}
+    : executor(r, options), limiter_(std::make_shared<detail::task_limiter>(options.max_workers, options.max_queue)) {}
 
 async_executor::~async_executor() { shutdown(); }
 
@@ -178,9 +177,9 @@ void thread_pool_executor::start(std::shared_ptr<detail::invocation> inv) {
     std::lock_guard lock(mutex_);
     if (stopping_) throw executor_refused_error(inv->name + ": the executor is shut down", errc::shut_down);
     if (queue_.size() >= options().max_queue)
-      throw executor_refused_error(inv->name + ": the executor's queue is full (" +
-                                       std::to_string(options().max_queue) + " waiting)",
-                                   errc::queue_full);
+      throw executor_refused_error(
+          inv->name + ": the executor's queue is full (" + std::to_string(options().max_queue) + " waiting)",
+          errc::queue_full);
     queue_.push_back(std::move(inv));
   }
   wake_.notify_one();

@@ -2,7 +2,6 @@
 #include "support.hpp"
 
 #include <catch2/catch.hpp>
-
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -334,8 +333,8 @@ TEST_CASE("bool, strings and bytes round-trip", "[codec]") {
     CHECK(v.size() == 4);
     CHECK(v.to_string() == R"(b"\x00\x01\x7f\xff")");
     CHECK(v.as<patio::bytes>() == data);
-    CHECK_THROWS_WITH(fx.call("echo_bytes", 5), Catch::Contains("echo_bytes") && Catch::Contains("argument 1") &&
-                                                    Catch::Contains("got int"));
+    CHECK_THROWS_WITH(fx.call("echo_bytes", 5),
+                      Catch::Contains("echo_bytes") && Catch::Contains("argument 1") && Catch::Contains("got int"));
   }
 }
 
@@ -437,9 +436,8 @@ TEST_CASE("structs with PATIO_FIELDS travel as maps", "[codec]") {
   SECTION("a wrong type for a struct parameter") {
     auto e = thrown<patio::bad_arguments_error>([&] { fx.call("norm2", 5); });
     REQUIRE(e);
-    CHECK_THAT(std::string(e->what()),
-               Catch::Contains("norm2") && Catch::Contains("argument 1") && Catch::Contains("point") &&
-                   Catch::Contains("got int"));
+    CHECK_THAT(std::string(e->what()), Catch::Contains("norm2") && Catch::Contains("argument 1") &&
+                                           Catch::Contains("point") && Catch::Contains("got int"));
   }
 }
 
@@ -466,7 +464,8 @@ TEST_CASE("patio::value is a parameter that accepts anything", "[codec]") {
   }
   SECTION("a value that does not fit a typed parameter") {
     patio::value s = fx.call("echo_str", "text");
-    CHECK_THROWS_WITH(fx.call("add_ints", 1, s), Catch::Contains("argument 2") && Catch::Contains("expected int32, got str"));
+    CHECK_THROWS_WITH(fx.call("add_ints", 1, s),
+                      Catch::Contains("argument 2") && Catch::Contains("expected int32, got str"));
   }
   SECTION("a value as an argument of a typed function") {
     patio::value two = fx.call("echo_i32", 2);
@@ -579,15 +578,15 @@ TEST_CASE("a wrong number of arguments is a bad_arguments_error naming the funct
     auto e = thrown<patio::bad_arguments_error>([&] { fx.call("add_ints", 1); });
     REQUIRE(e);
     CHECK(e->value() == patio::errc::bad_arguments);
-    CHECK_THAT(std::string(e->what()), Catch::Contains("add_ints") && Catch::Contains("expected 2 arguments") &&
-                                           Catch::Contains("got 1"));
-    CHECK_THROWS_WITH(fx.call("square"), Catch::Contains("square") && Catch::Contains("expected 1 argument") &&
-                                             Catch::Contains("got 0"));
+    CHECK_THAT(std::string(e->what()),
+               Catch::Contains("add_ints") && Catch::Contains("expected 2 arguments") && Catch::Contains("got 1"));
+    CHECK_THROWS_WITH(fx.call("square"),
+                      Catch::Contains("square") && Catch::Contains("expected 1 argument") && Catch::Contains("got 0"));
   }
   SECTION("too many") {
     CHECK_THROWS_WITH(fx.call("add_ints", 1, 2, 3), Catch::Contains("add_ints") && Catch::Contains("got 3"));
-    CHECK_THROWS_WITH(fx.call("answer", 1), Catch::Contains("answer") && Catch::Contains("expected 0 arguments") &&
-                                               Catch::Contains("got 1"));
+    CHECK_THROWS_WITH(fx.call("answer", 1),
+                      Catch::Contains("answer") && Catch::Contains("expected 0 arguments") && Catch::Contains("got 1"));
     CHECK_THROWS_AS(fx.call("nothing", 1), patio::bad_arguments_error);
   }
   SECTION("with varargs: at least") {
@@ -597,7 +596,8 @@ TEST_CASE("a wrong number of arguments is a bad_arguments_error naming the funct
                Catch::Contains("join") && Catch::Contains("at least 1") && Catch::Contains("got 0"));
   }
   SECTION("with trailing optionals: a range") {
-    CHECK_THROWS_WITH(fx.call("greet"), Catch::Contains("greet") && Catch::Contains("1 to 3") && Catch::Contains("got 0"));
+    CHECK_THROWS_WITH(fx.call("greet"),
+                      Catch::Contains("greet") && Catch::Contains("1 to 3") && Catch::Contains("got 0"));
     CHECK_THROWS_WITH(fx.call("greet", "a", "b", 1, 2), Catch::Contains("1 to 3") && Catch::Contains("got 4"));
   }
   SECTION("coroutine functions check the same way") {
@@ -612,21 +612,24 @@ TEST_CASE("a wrong argument type names the position and both types", "[codec]") 
   auto e = thrown<patio::bad_arguments_error>([&] { fx.call("add_ints", 1, "two"); });
   REQUIRE(e);
   const std::string what = e->what();
-  CHECK_THAT(what, Catch::Contains("add_ints") && Catch::Contains("argument 2") &&
-                       Catch::Contains("expected int32") && Catch::Contains("got str"));
+  CHECK_THAT(what, Catch::Contains("add_ints") && Catch::Contains("argument 2") && Catch::Contains("expected int32") &&
+                       Catch::Contains("got str"));
   CHECK_THAT(what, !Catch::Contains("argument 1"));
   SECTION("varargs elements count their position from the start") {
-    CHECK_THROWS_WITH(fx.call("sum", 1, 2, "x"), Catch::Contains("argument 3") && Catch::Contains("expected int64, got str"));
-    CHECK_THROWS_WITH(fx.call("join", ",", "a", 3), Catch::Contains("argument 3") && Catch::Contains("expected str, got int"));
+    CHECK_THROWS_WITH(fx.call("sum", 1, 2, "x"),
+                      Catch::Contains("argument 3") && Catch::Contains("expected int64, got str"));
+    CHECK_THROWS_WITH(fx.call("join", ",", "a", 3),
+                      Catch::Contains("argument 3") && Catch::Contains("expected str, got int"));
   }
   SECTION("an optional parameter") {
-    CHECK_THROWS_WITH(fx.call("greet", "a", "b", "c"), Catch::Contains("argument 3") &&
-                                                           Catch::Contains("expected int32?, got str"));
+    CHECK_THROWS_WITH(fx.call("greet", "a", "b", "c"),
+                      Catch::Contains("argument 3") && Catch::Contains("expected int32?, got str"));
   }
   SECTION("arrays and maps") {
-    CHECK_THROWS_WITH(fx.call("add_ints", std::vector<int>{1}, 2), Catch::Contains("argument 1") &&
-                                                                       Catch::Contains("got array"));
-    CHECK_THROWS_WITH(fx.call("concat", "a", str_int_map{}), Catch::Contains("argument 2") && Catch::Contains("got map"));
+    CHECK_THROWS_WITH(fx.call("add_ints", std::vector<int>{1}, 2),
+                      Catch::Contains("argument 1") && Catch::Contains("got array"));
+    CHECK_THROWS_WITH(fx.call("concat", "a", str_int_map{}),
+                      Catch::Contains("argument 2") && Catch::Contains("got map"));
   }
   SECTION("nil") {
     CHECK_THROWS_WITH(fx.call("square", std::optional<int>{}), Catch::Contains("expected int64, got nil"));
@@ -776,7 +779,7 @@ TEST_CASE("calls by an unknown name fail", "[codec]") {
 TEST_CASE("a call by name owns its arguments once call() returns", "[codec]") {
   fixture fx;
   auto pending = fx.broker.call<std::string>("view_echo", std::string(64, 'a'));  // the temporary dies here
-  std::string reuse(64, 'b');  // likely takes the temporary's memory
+  std::string reuse(64, 'b');                                                     // likely takes the temporary's memory
   CHECK(patio::test::run(std::move(pending)) == std::string(64, 'a'));
   CHECK(reuse.size() == 64);
 }
@@ -803,7 +806,7 @@ TEST_CASE("bytes are called bytes in messages and signatures", "[codec]") {
 TEST_CASE("a call by function owns its string arguments once call() returns", "[codec]") {
   fixture fx;
   auto pending = fx.broker.call(view_echo, std::string(64, 'a'));  // the temporary dies here
-  std::string reuse(64, 'b');  // likely takes the temporary's memory
+  std::string reuse(64, 'b');                                      // likely takes the temporary's memory
   CHECK(patio::test::run(std::move(pending)) == std::string(64, 'a'));
   CHECK(reuse.size() == 64);
 }

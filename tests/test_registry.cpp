@@ -47,7 +47,9 @@ int add_ints(int a, int b) { return a + b; }
 int sub_ints(int a, int b) { return a - b; }
 int never_registered(int a, int b) { return a * b; }
 
-double quote_like(std::int64_t qty, std::string item) { return static_cast<double>(qty) + static_cast<double>(item.size()); }
+double quote_like(std::int64_t qty, std::string item) {
+  return static_cast<double>(qty) + static_cast<double>(item.size());
+}
 
 int zero_params() { return 42; }
 
@@ -79,8 +81,8 @@ int opt_and_varargs(int a, std::optional<int> b, patio::varargs<int> rest) {
 }
 int all_optional(std::optional<int> a, std::optional<int> b) { return a.value_or(1) + b.value_or(2); }
 
-std::vector<double> containers(std::map<std::string, int>, std::unordered_map<std::string, std::vector<double>>,
-                               bool, std::uint8_t, float, std::tuple<int, std::string>) {
+std::vector<double> containers(std::map<std::string, int>, std::unordered_map<std::string, std::vector<double>>, bool,
+                               std::uint8_t, float, std::tuple<int, std::string>) {
   return {};
 }
 patio::value dynamic(patio::value v, std::optional<std::string>) { return v; }
@@ -355,7 +357,7 @@ TEST_CASE("strict registries append a stable hash of the signature", "[registry]
     CHECK(hash == patio::detail::signature_hash("(int64, str) -> float64"));
   }
   SECTION("functions of different signatures get different hashes") {
-    const std::string a = rpc.add<&regtest::count>();     // (int64) -> int64
+    const std::string a = rpc.add<&regtest::count>();       // (int64) -> int64
     const std::string b = rpc.add<&regtest::count_text>();  // (str) -> str
     CHECK(a.substr(0, 19) == "shop.regtest.count.");
     CHECK(b.substr(0, 24) == "shop.regtest.count_text.");

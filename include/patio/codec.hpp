@@ -17,13 +17,20 @@
 /// @code
 /// struct point { double x, y; PATIO_FIELDS(x, y); };
 /// @endcode
-#define PATIO_FIELDS(...)          \
+#define PATIO_FIELDS(...)         \
   MSGPACK_DEFINE_MAP(__VA_ARGS__) \
   static_assert(true, "PATIO_FIELDS is used as a declaration, with a semicolon")
 
 namespace patio {
 
+class value;
+
 namespace detail {
+/// What value's encoding constructor takes: anything but a value or an object.
+template <class T>
+concept encodable =
+    !std::is_same_v<std::remove_cvref_t<T>, value> && !std::is_same_v<std::remove_cvref_t<T>, msgpack::object>;
+
 /// First chunk of the zones that hold one call's arguments or result:
 /// msgpack-cxx's default (8 KiB) would cost a large allocation per call; a
 /// zone grows by itself when a payload needs more.
@@ -60,9 +67,7 @@ class value {
   explicit value(const msgpack::object& object);
 
   /// Encodes `v` through the codec.
-  template <class T>
-    requires(!std::is_same_v<std::remove_cvref_t<T>, value> &&
-             !std::is_same_v<std::remove_cvref_t<T>, msgpack::object>)
+  template <detail::encodable T>
   explicit value(const T& v) {
     auto zone = std::make_shared<msgpack::zone>(detail::zone_chunk_size);
     object_ = msgpack::object(v, *zone);

@@ -32,9 +32,7 @@ enum class errc {
 /// The category of `patio::errc`; its name is "patio".
 const std::error_category& error_category() noexcept;
 
-inline std::error_code make_error_code(errc e) noexcept {
-  return {static_cast<int>(e), error_category()};
-}
+inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
 
 /// Base of every exception patio throws. `what()` is the plain message;
 /// `code()` says which `patio::errc` it is.
@@ -49,11 +47,10 @@ class error : public std::runtime_error {
   errc code_;
 };
 
-#define PATIO_DETAIL_DEFINE_ERROR(name, ...)                                              \
-  class name : public error {                                                             \
-   public:                                                                                \
-    explicit name(const std::string& message, errc code = errc::__VA_ARGS__)             \
-        : error(code, message) {}                                                           \
+#define PATIO_DETAIL_DEFINE_ERROR(name, ...)                                                           \
+  class name : public error {                                                                          \
+   public:                                                                                             \
+    explicit name(const std::string& message, errc code = errc::__VA_ARGS__) : error(code, message) {} \
   }
 
 /// The call's deadline passed (the task, where it can be, was cancelled).

@@ -57,8 +57,7 @@ class executor : public detail::calls<executor> {
   asio::awaitable<R> submit(Args&&... args) {
     return this->template call<R>(std::forward<Args>(args)...);
   }
-  template <class F, class... Args>
-    requires std::is_function_v<F>
+  template <detail::function_type F, class... Args>
   auto submit(F* fn, Args&&... args) {
     return call(fn, std::forward<Args>(args)...);
   }

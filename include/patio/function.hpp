@@ -19,6 +19,14 @@ namespace patio {
 
 namespace detail {
 
+/// A plain function type, as `F` in `F* fn`.
+template <class F>
+concept function_type = std::is_function_v<F>;
+
+/// A class (a function object), after removing references and cv.
+template <class F>
+concept class_type = std::is_class_v<std::remove_cvref_t<F>>;
+
 template <class T>
 struct awaitable_traits {
   static constexpr bool is_awaitable = false;
@@ -95,8 +103,8 @@ std::exception_ptr wrap_task_exception(std::exception_ptr e) noexcept;
 
 [[noreturn]] void throw_argument_count(const std::string& function, std::size_t required, std::size_t max,
                                        std::size_t given);
-[[noreturn]] void throw_argument_type(const std::string& function, std::size_t position,
-                                      const std::string& expected, const msgpack::object& given);
+[[noreturn]] void throw_argument_type(const std::string& function, std::size_t position, const std::string& expected,
+                                      const msgpack::object& given);
 
 template <class T>
 T convert_argument(const msgpack::object& o, const std::string& function, std::size_t position) {
@@ -139,7 +147,8 @@ std::tuple<std::decay_t<P>...> decode_args(invocation& inv, msgpack::zone& zone)
     throw_argument_count(inv.name, layout::required, layout::max, given);
   return [&]<std::size_t... I>(std::index_sequence<I...>) {
     return tuple_t{convert_param<std::decay_t<P>>(args.via.array, I, inv.name)...};
-  }(std::index_sequence_for<P...>{});
+  }
+  (std::index_sequence_for<P...>{});
 }
 
 template <class R>
@@ -186,7 +195,7 @@ class function_impl<F, Traits, std::tuple<P...>> final : public function_base {
   using result = std::remove_cvref_t<typename Traits::result_type>;
   using layout = param_layout<P...>;
 
-  static_assert(((!std::is_lvalue_reference_v<P> || std::is_const_v<std::remove_reference_t<P>>) && ...),
+  static_assert(((!std::is_lvalue_reference_v<P> || std::is_const_v<std::remove_reference_t<P>>)&&...),
                 "patio: parameters of registered functions must be values or const references");
   static_assert(((!is_varargs<std::remove_cvref_t<P>> || layout::variadic) && ...),
                 "patio: varargs<T> must be the last parameter");
@@ -208,7 +217,8 @@ class function_impl<F, Traits, std::tuple<P...>> final : public function_base {
 
   void invoke(invocation& inv) const noexcept override {
     if constexpr (Traits::is_coroutine) {
-      inv.set_error(std::make_exception_ptr(executor_refused_error(inv.name + ": a coroutine cannot run synchronously")));
+      inv.set_error(
+          std::make_exception_ptr(executor_refused_error(inv.name + ": a coroutine cannot run synchronously")));
     } else {
       try {
         msgpack::zone zone(zone_chunk_size);

@@ -80,8 +80,7 @@ class registry {
 
   /// Registers a named function object under an automatic name derived from
   /// its type. Plain functions go through add<&f>(); lambdas need a name.
-  template <class F>
-    requires(std::is_class_v<std::remove_cvref_t<F>>)
+  template <detail::class_type F>
   const std::string& add(F&& f) {
     static_assert(!detail::is_lambda<std::remove_cvref_t<F>>(),
                   "patio: a lambda has no stable name: register it with rpc.add(\"name\", lambda)");

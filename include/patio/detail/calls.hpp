@@ -22,7 +22,9 @@ namespace patio::detail {
 /// Whether an argument of type A initialises a parameter of type P without
 /// narrowing: the compile-time check of calls by function.
 template <class P, class A>
-concept fits = requires(A&& a) { P{std::forward<A>(a)}; };
+concept fits = requires(A&& a) {
+  P{std::forward<A>(a)};
+};
 
 template <class P, class A>
 struct param_fits : std::bool_constant<fits<P, A>> {};
@@ -49,9 +51,8 @@ struct params_of {
     if constexpr (sizeof...(A) < layout::required || sizeof...(A) > layout::max) {
       return false;
     } else {
-      return []<std::size_t... I>(std::index_sequence<I...>) {
-        return (fits_at<I, A>() && ...);
-      }(std::index_sequence_for<A...>{});
+      return []<std::size_t... I>(std::index_sequence<I...>) { return (fits_at<I, A>() && ...); }
+      (std::index_sequence_for<A...>{});
     }
   }
 
@@ -63,7 +64,8 @@ struct params_of {
     auto args = std::forward_as_tuple(std::forward<A>(a)...);
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
       return std::tuple<stored_t<P>...>{build_one<I>(args)...};
-    }(std::index_sequence_for<P...>{});
+    }
+    (std::index_sequence_for<P...>{});
   }
 
  private:
@@ -74,7 +76,8 @@ struct params_of {
       return [&]<std::size_t... J>(std::index_sequence<J...>) {
         using element = typename param<I>::value_type;
         return param<I>(std::vector<element>{element{std::get<I + J>(std::move(args))}...});
-      }(std::make_index_sequence<(given > I ? given - I : 0)>{});
+      }
+      (std::make_index_sequence<(given > I ? given - I : 0)>{});
     } else if constexpr (I < given) {
       return stored_t<param<I>>{std::get<I>(std::move(args))};
     } else {
@@ -128,14 +131,12 @@ class calls {
   /// Calls `fn` by the name it is registered under. The result type is
   /// fn's; the arguments are checked against fn's parameters at compile time
   /// and travel as exactly fn's parameter types.
-  template <class F, class... Args>
-    requires std::is_function_v<F>
+  template <function_type F, class... Args>
   asio::awaitable<result_for<F*>> call(F* fn, Args&&... args) {
     return call(call_options{}, fn, std::forward<Args>(args)...);
   }
 
-  template <class F, class... Args>
-    requires std::is_function_v<F>
+  template <function_type F, class... Args>
   asio::awaitable<result_for<F*>> call(call_options options, F* fn, Args&&... args) {
     using params = params_for<F*>;
     static_assert(params::template accepts<Args...>(),

@@ -51,8 +51,7 @@ constexpr std::string_view function_name() noexcept {
 template <class T>
 constexpr bool is_lambda() noexcept {
   auto name = type_name<T>();
-  return name.find("<lambda") != std::string_view::npos ||
-         name.find("(lambda at") != std::string_view::npos ||
+  return name.find("<lambda") != std::string_view::npos || name.find("(lambda at") != std::string_view::npos ||
          name.find("(unnamed") != std::string_view::npos;
 }
 
