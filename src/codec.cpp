@@ -142,6 +142,37 @@ std::string value::to_string() const {
 
 namespace detail {
 
+msgpack::object kwargs_object(const kwargs& kw, msgpack::zone& zone) {
+  msgpack::object out;
+  out.type = msgpack::type::MAP;
+  out.via.map.size = static_cast<std::uint32_t>(kw.size());
+  out.via.map.ptr = kw.empty() ? nullptr
+                               : static_cast<msgpack::object_kv*>(zone.allocate_align(
+                                     sizeof(msgpack::object_kv) * kw.size(), MSGPACK_ZONE_ALIGNOF(msgpack::object_kv)));
+  std::size_t i = 0;
+  for (const auto& item : kw) {
+    out.via.map.ptr[i].key = msgpack::object(item.name, zone);
+    out.via.map.ptr[i].val = msgpack::object(item.value.object(), zone);
+    ++i;
+  }
+  return out;
+}
+
+kwargs kwargs_from_object(const msgpack::object& o, const std::string& function) {
+  kwargs out;
+  if (o.type == msgpack::type::NIL) return out;
+  if (o.type != msgpack::type::MAP)
+    throw bad_arguments_error(function + ": keyword arguments are not a map, got " + std::string(kind_name(o)));
+  for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
+    const auto& k = o.via.map.ptr[i].key;
+    if (k.type != msgpack::type::STR)
+      throw bad_arguments_error(function + ": a keyword argument's name is not a string, got " +
+                                std::string(kind_name(k)));
+    out.set(std::string(k.via.str.ptr, k.via.str.size), value(o.via.map.ptr[i].val));
+  }
+  return out;
+}
+
 std::string_view kind_name(const msgpack::object& o) noexcept {
   switch (o.type) {
     case msgpack::type::NIL: return "nil";

@@ -59,4 +59,11 @@ void throw_argument_type(const std::string& function, std::size_t position, cons
                             ", got " + std::string(kind_name(given)));
 }
 
+void throw_unexpected_keyword(const std::string& function, const kwargs& given) {
+  std::string names;
+  for (const auto& item : given) names += (names.empty() ? "'" : ", '") + item.name + "'";
+  throw bad_arguments_error(function + ": unexpected keyword argument" + (given.size() == 1 ? " " : "s ") + names +
+                            " (the function takes no patio::kwargs)");
+}
+
 }  // namespace patio::detail

@@ -6,6 +6,7 @@
 #include <patio/error.hpp>
 
 #include <cstddef>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -119,12 +120,103 @@ class value {
   msgpack::object object_;
 };
 
+/// Keyword arguments, Python's `**kwargs`. As the last argument of a call
+/// it travels as the request's keyword map; as the last parameter of a
+/// registered function it receives that map. A function without one refuses
+/// keyword arguments.
+/// @code
+/// co_await broker.call("greet", "Ann", patio::kwargs{{"greeting", "hi"}, {"times", 2}});
+/// std::string greet(std::string name, patio::kwargs kw);   // kw.get<int>("times", 1)
+/// @endcode
+class kwargs {
+ public:
+  /// One `name = value` pair; converts from any encodable value.
+  struct item {
+    template <class T>
+    item(std::string name, const T& v) : name(std::move(name)), value(make(v)) {}
+
+    std::string name;
+    patio::value value;
+
+   private:
+    template <class T>
+    static patio::value make(const T& v) {
+      if constexpr (std::is_same_v<T, patio::value>)
+        return v;
+      else
+        return patio::value(v);
+    }
+  };
+
+  kwargs() = default;
+  kwargs(std::initializer_list<item> items) : items_(items) {}
+
+  /// Sets `name` (replacing an earlier value).
+  void set(std::string name, patio::value v) {
+    for (auto& i : items_)
+      if (i.name == name) {
+        i.value = std::move(v);
+        return;
+      }
+    items_.push_back({std::move(name), std::move(v)});
+  }
+
+  [[nodiscard]] std::optional<patio::value> find(std::string_view name) const {
+    for (const auto& i : items_)
+      if (i.name == name) return i.value;
+    return std::nullopt;
+  }
+  [[nodiscard]] bool contains(std::string_view name) const { return find(name).has_value(); }
+
+  /// The value of `name` converted to T.
+  /// @throws patio::bad_arguments_error when absent; patio::type_mismatch_error.
+  template <class T = patio::value>
+  [[nodiscard]] T get(std::string_view name) const {
+    if (auto v = find(name)) return v->template as<T>();
+    throw bad_arguments_error("missing keyword argument '" + std::string(name) + "'");
+  }
+
+  /// The value of `name` converted to T, or `fallback` when absent.
+  template <class T>
+  [[nodiscard]] T get(std::string_view name, T fallback) const {
+    if (auto v = find(name)) return v->template as<T>();
+    return fallback;
+  }
+
+  [[nodiscard]] std::size_t size() const noexcept { return items_.size(); }
+  [[nodiscard]] bool empty() const noexcept { return items_.empty(); }
+  [[nodiscard]] auto begin() const noexcept { return items_.begin(); }
+  [[nodiscard]] auto end() const noexcept { return items_.end(); }
+
+  friend bool operator==(const kwargs& a, const kwargs& b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (const auto& i : a.items_) {
+      auto v = b.find(i.name);
+      if (!v || !(*v == i.value)) return false;
+    }
+    return true;
+  }
+
+ private:
+  std::vector<item> items_;
+};
+
 namespace detail {
 
 template <class T>
 inline constexpr bool is_varargs = false;
 template <class T>
 inline constexpr bool is_varargs<varargs<T>> = true;
+
+template <class T>
+inline constexpr bool is_kwargs = std::is_same_v<T, kwargs>;
+
+/// `kw` as a MessagePack map in `zone`.
+msgpack::object kwargs_object(const kwargs& kw, msgpack::zone& zone);
+
+/// A MessagePack map with string keys as kwargs.
+/// @throws patio::bad_arguments_error for another kind of object or key.
+kwargs kwargs_from_object(const msgpack::object& o, const std::string& function);
 
 /// The codec's name of what `o` holds ("int", "str", "array", ...).
 std::string_view kind_name(const msgpack::object& o) noexcept;

@@ -78,16 +78,22 @@ inline constexpr bool is_optional = false;
 template <class T>
 inline constexpr bool is_optional<std::optional<T>> = true;
 
-/// Parameter layout of a registered function: how many positional arguments
-/// it needs at least and at most (SIZE_MAX with varargs).
+/// Parameter layout of a registered function: positional parameters, then
+/// an optional varargs<T>, then an optional kwargs; how many positional
+/// arguments it needs at least and at most (SIZE_MAX with varargs).
 template <class... P>
 struct param_layout {
   static constexpr std::size_t count = sizeof...(P);
-  static constexpr bool variadic = [] {
-    bool flags[] = {false, is_varargs<std::remove_cvref_t<P>>...};
+  static constexpr bool takes_kwargs = [] {
+    bool flags[] = {false, is_kwargs<std::remove_cvref_t<P>>...};
     return count > 0 && flags[count];
   }();
-  static constexpr std::size_t fixed = variadic ? count - 1 : count;
+  static constexpr std::size_t positional = takes_kwargs ? count - 1 : count;
+  static constexpr bool variadic = [] {
+    bool flags[] = {false, is_varargs<std::remove_cvref_t<P>>...};
+    return positional > 0 && flags[positional];
+  }();
+  static constexpr std::size_t fixed = variadic ? positional - 1 : positional;
   static constexpr std::size_t required = [] {
     bool optional[] = {false, is_optional<std::remove_cvref_t<P>>...};
     std::size_t n = fixed;
@@ -105,6 +111,7 @@ std::exception_ptr wrap_task_exception(std::exception_ptr e) noexcept;
                                        std::size_t given);
 [[noreturn]] void throw_argument_type(const std::string& function, std::size_t position, const std::string& expected,
                                       const msgpack::object& given);
+[[noreturn]] void throw_unexpected_keyword(const std::string& function, const kwargs& given);
 
 template <class T>
 T convert_argument(const msgpack::object& o, const std::string& function, std::size_t position) {
@@ -131,6 +138,15 @@ T convert_param(const msgpack::object_array& args, std::size_t index, const std:
   }
 }
 
+template <class T>
+T make_param(const msgpack::object_array& args, const kwargs* keywords, std::size_t index,
+             const std::string& function) {
+  if constexpr (is_kwargs<T>)
+    return keywords ? *keywords : kwargs{};
+  else
+    return convert_param<T>(args, index, function);
+}
+
 /// The arguments of `inv` as the parameter tuple of a function taking P...:
 /// moved when the caller's types match exactly, else converted one by one.
 /// @throws patio::bad_arguments_error naming function, position and types.
@@ -145,8 +161,12 @@ std::tuple<std::decay_t<P>...> decode_args(invocation& inv, msgpack::zone& zone)
   const std::size_t given = args.via.array.size;
   if (given < layout::required || given > layout::max)
     throw_argument_count(inv.name, layout::required, layout::max, given);
+  const kwargs* keywords = inv.keywords();
+  if constexpr (!layout::takes_kwargs) {
+    if (keywords && !keywords->empty()) throw_unexpected_keyword(inv.name, *keywords);
+  }
   return [&]<std::size_t... I>(std::index_sequence<I...>) {
-    return tuple_t{convert_param<std::decay_t<P>>(args.via.array, I, inv.name)...};
+    return tuple_t{make_param<std::decay_t<P>>(args.via.array, keywords, I, inv.name)...};
   }
   (std::index_sequence_for<P...>{});
 }
@@ -198,7 +218,9 @@ class function_impl<F, Traits, std::tuple<P...>> final : public function_base {
   static_assert(((!std::is_lvalue_reference_v<P> || std::is_const_v<std::remove_reference_t<P>>)&&...),
                 "patio: parameters of registered functions must be values or const references");
   static_assert(((!is_varargs<std::remove_cvref_t<P>> || layout::variadic) && ...),
-                "patio: varargs<T> must be the last parameter");
+                "patio: varargs<T> must be the last positional parameter (only kwargs may follow it)");
+  static_assert(((!is_kwargs<std::remove_cvref_t<P>> || layout::takes_kwargs) && ...),
+                "patio: patio::kwargs must be the last parameter");
 
  public:
   explicit function_impl(F f) : f_(std::move(f)) {}

@@ -41,18 +41,33 @@ struct params_of {
     if constexpr (I < layout::fixed)
       return fits<param<I>, A>;
     else if constexpr (layout::variadic)
-      return fits<typename param<layout::count - 1>::value_type, A>;
+      return fits<typename param<layout::positional - 1>::value_type, A>;
     else
       return false;
   }
 
+  /// Whether the last of A... is a patio::kwargs.
+  template <class... A>
+  static constexpr bool kwargs_given() {
+    if constexpr (sizeof...(A) == 0)
+      return false;
+    else
+      return is_kwargs<std::remove_cvref_t<std::tuple_element_t<sizeof...(A) - 1, std::tuple<A...>>>>;
+  }
+
   template <class... A>
   static constexpr bool accepts() {
-    if constexpr (sizeof...(A) < layout::required || sizeof...(A) > layout::max) {
+    constexpr bool with_kwargs = kwargs_given<A...>();
+    constexpr std::size_t positional = sizeof...(A) - (with_kwargs ? 1 : 0);
+    if constexpr (with_kwargs && !layout::takes_kwargs) {
+      return false;
+    } else if constexpr (positional < layout::required || positional > layout::max) {
       return false;
     } else {
-      return []<std::size_t... I>(std::index_sequence<I...>) { return (fits_at<I, A>() && ...); }
-      (std::index_sequence_for<A...>{});
+      return []<std::size_t... I>(std::index_sequence<I...>) {
+        return (fits_at<I, std::tuple_element_t<I, std::tuple<A...>>>() && ...);
+      }
+      (std::make_index_sequence<positional>{});
     }
   }
 
@@ -62,23 +77,28 @@ struct params_of {
   template <class... A>
   static std::tuple<stored_t<P>...> build(A&&... a) {
     auto args = std::forward_as_tuple(std::forward<A>(a)...);
+    constexpr std::size_t positional = sizeof...(A) - (kwargs_given<A...>() ? 1 : 0);
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
-      return std::tuple<stored_t<P>...>{build_one<I>(args)...};
+      return std::tuple<stored_t<P>...>{build_one<I, positional>(args)...};
     }
     (std::index_sequence_for<P...>{});
   }
 
  private:
-  template <std::size_t I, class Tuple>
+  template <std::size_t I, std::size_t Given, class Tuple>
   static stored_t<param<I>> build_one(Tuple& args) {
-    constexpr std::size_t given = std::tuple_size_v<Tuple>;
-    if constexpr (layout::variadic && I == layout::count - 1) {
+    if constexpr (layout::takes_kwargs && I == layout::count - 1) {
+      if constexpr (Given < std::tuple_size_v<Tuple>)
+        return kwargs(std::get<std::tuple_size_v<Tuple> - 1>(std::move(args)));
+      else
+        return kwargs{};
+    } else if constexpr (layout::variadic && I == layout::positional - 1) {
       return [&]<std::size_t... J>(std::index_sequence<J...>) {
         using element = typename param<I>::value_type;
         return param<I>(std::vector<element>{element{std::get<I + J>(std::move(args))}...});
       }
-      (std::make_index_sequence<(given > I ? given - I : 0)>{});
-    } else if constexpr (I < given) {
+      (std::make_index_sequence<(Given > I ? Given - I : 0)>{});
+    } else if constexpr (I < Given) {
       return stored_t<param<I>>{std::get<I>(std::move(args))};
     } else {
       return stored_t<param<I>>{};

@@ -14,6 +14,7 @@
 
 namespace patio {
 class value;
+class kwargs;
 template <class T>
 class varargs;
 }  // namespace patio
@@ -75,6 +76,11 @@ struct describer<std::vector<T, A>> {
 template <class T>
 struct describer<varargs<T>> {
   static std::string get() { return "..." + describe<T>(); }
+};
+
+template <>
+struct describer<kwargs> {
+  static std::string get() { return "**kwargs"; }
 };
 
 template <class T>

@@ -84,6 +84,9 @@ class invocation : public std::enable_shared_from_this<invocation> {
   /// The positional arguments as a MessagePack array, allocated in `zone`.
   virtual msgpack::object args_object(msgpack::zone& zone) const = 0;
 
+  /// The keyword arguments, or nullptr when there are none.
+  [[nodiscard]] virtual const kwargs* keywords() const noexcept = 0;
+
   // ---- result ----------------------------------------------------------
 
   /// The result type the caller holds without conversion, or nullptr.
@@ -218,7 +221,23 @@ class local_invocation final : public typed_result<R> {
   template <class... Args>
   explicit local_invocation(Args&&... args) : args_(std::forward<Args>(args)...) {}
 
+  static constexpr bool kwargs_only_last() {
+    constexpr bool flags[] = {false, is_kwargs<A>...};
+    for (std::size_t i = 1; i < sizeof...(A); ++i)
+      if (flags[i]) return false;
+    return true;
+  }
+  static_assert(kwargs_only_last(), "patio: patio::kwargs must be the last argument of a call");
+
   [[nodiscard]] type_id args_type() const noexcept override { return type_of<std::tuple<A...>>(); }
+
+  [[nodiscard]] const kwargs* keywords() const noexcept override {
+    if constexpr (sizeof...(A) > 0) {
+      if constexpr (is_kwargs<std::tuple_element_t<sizeof...(A) - 1, std::tuple<A...>>>)
+        return &std::get<sizeof...(A) - 1>(args_);
+    }
+    return nullptr;
+  }
   void* typed_args() noexcept override { return &args_; }
   /// A varargs argument is spread into the array, as Python's `*args` is.
   msgpack::object args_object(msgpack::zone& zone) const override {
@@ -239,6 +258,8 @@ class local_invocation final : public typed_result<R> {
   static std::size_t width(const T& a) noexcept {
     if constexpr (is_varargs<T>)
       return a.size();
+    else if constexpr (is_kwargs<T>)
+      return 0;
     else
       return 1;
   }
@@ -247,6 +268,8 @@ class local_invocation final : public typed_result<R> {
   static void put(msgpack::object* out, std::size_t& i, const T& a, msgpack::zone& zone) {
     if constexpr (is_varargs<T>) {
       for (const auto& element : a) out[i++] = msgpack::object(element, zone);
+    } else if constexpr (is_kwargs<T>) {
+      // travels apart, as the keyword map
     } else {
       out[i++] = msgpack::object(a, zone);
     }
