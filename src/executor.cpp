@@ -23,6 +23,10 @@ std::exception_ptr shut_down_error(const std::string& name) {
       executor_refused_error(name + ": the executor was shut down before the task ran", errc::shut_down));
 }
 
+/// A queued call nobody waits for any more: it will never run, so it must
+/// not hold a place in a full queue.
+bool is_dead(const std::shared_ptr<detail::invocation>& inv) { return inv->abandoned() || inv->expired(); }
+
 void set_deadline(detail::invocation& inv, const call_options& options) {
   if (options.timeout) inv.deadline = detail::invocation::clock::now() + *options.timeout;
 }
@@ -55,6 +59,7 @@ void task_limiter::start(std::shared_ptr<invocation> inv) {
     std::lock_guard lock(mutex_);
     if (shut_down_) throw executor_refused_error(inv->name + ": the executor is shut down", errc::shut_down);
     if (running_ >= max_running_) {
+      if (queue_.size() >= max_queue_) std::erase_if(queue_, is_dead);
       if (queue_.size() >= max_queue_)
         throw executor_refused_error(
             inv->name + ": the executor's queue is full (" + std::to_string(max_queue_) + " waiting)",
@@ -176,6 +181,7 @@ void thread_pool_executor::start(std::shared_ptr<detail::invocation> inv) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_) throw executor_refused_error(inv->name + ": the executor is shut down", errc::shut_down);
+    if (queue_.size() >= options().max_queue) std::erase_if(queue_, is_dead);
     if (queue_.size() >= options().max_queue)
       throw executor_refused_error(
           inv->name + ": the executor's queue is full (" + std::to_string(options().max_queue) + " waiting)",

@@ -696,7 +696,7 @@ asio::awaitable<by_function_results> calls_by_function(patio::memory_broker& bro
   static_assert(std::is_same_v<decltype(text), std::string>);
   out.text = text;
 
-  point p(1, 2);
+  point p{1, 2};
   auto mirrored = co_await broker.call(mirror, p);
   static_assert(std::is_same_v<decltype(mirrored), point>);
   out.mirrored = mirrored;

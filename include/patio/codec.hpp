@@ -133,7 +133,7 @@ class kwargs {
   /// One `name = value` pair; converts from any encodable value.
   struct item {
     template <class T>
-    item(std::string name, const T& v) : name(std::move(name)), value(make(v)) {}
+    item(std::string key, const T& v) : name(std::move(key)), value(make(v)) {}
 
     std::string name;
     patio::value value;

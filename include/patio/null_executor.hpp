@@ -5,8 +5,8 @@
 
 namespace patio {
 
-/// Runs nothing: every call through it fails with
-/// patio::executor_refused_error. For processes that only call others: a
+/// Runs nothing: a call of a registered function fails with
+/// patio::executor_refused_error (an unknown name fails as with any executor). For processes that only call others: a
 /// TCP broker with a null executor offers no functions. Its registry, which
 /// may be empty, still lets calls name functions by the function itself.
 class null_executor final : public executor {
