@@ -18,8 +18,9 @@ void invocation::start_wait(std::unique_ptr<waiter_base> w, asio::cancellation_s
   waiter_ = std::move(w);
   state_ = state::waiting;
   if (deadline != clock::time_point::max()) {
-    timer_.emplace(waiter_->executor(), deadline);
-    timer_->async_wait([self = shared_from_this()](std::error_code ec) {
+    auto timer = std::make_shared<deadline_timer>(waiter_->executor(), deadline);
+    timer_ = timer;
+    timer->timer.async_wait([self = shared_from_this(), timer](std::error_code ec) {
       if (!ec) self->abandon(std::make_exception_ptr(timeout_error(self->name + ": call timed out")));
     });
   }
@@ -60,7 +61,7 @@ void invocation::deliver(std::unique_ptr<waiter_base> w, std::exception_ptr erro
   // inside the task's stack or on a worker thread, and the timer and the
   // cancellation slot are only touched there.
   asio::post(ex, [self = shared_from_this(), w = std::move(w), error = std::move(error)]() mutable {
-    if (self->timer_) self->timer_->cancel();
+    if (auto timer = self->timer_.lock()) timer->timer.cancel();
     if (self->slot_.is_connected()) self->slot_.clear();
     w->complete(std::move(error));
   });

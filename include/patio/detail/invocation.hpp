@@ -158,7 +158,14 @@ class invocation : public std::enable_shared_from_this<invocation> {
   mutable std::mutex mutex_;
   state state_ = state::pending;
   std::unique_ptr<waiter_base> waiter_;
-  std::optional<asio::steady_timer> timer_;
+  // The deadline timer belongs to its own pending wait, not to the
+  // invocation: a worker may hold the invocation after the caller's
+  // io_context is gone, and a timer must not outlive its io_context.
+  struct deadline_timer {
+    explicit deadline_timer(const asio::any_io_executor& ex, clock::time_point at) : timer(ex, at) {}
+    asio::steady_timer timer;
+  };
+  std::weak_ptr<deadline_timer> timer_;
   asio::cancellation_slot slot_;
 };
 
