@@ -27,6 +27,7 @@ class category final : public std::error_category {
       case errc::protocol_error: return "protocol error";
       case errc::auth_failed: return "authentication failed";
       case errc::connection_lost: return "connection lost";
+      case errc::worker_crashed: return "the worker process died";
     }
     return "unknown patio error";
   }
@@ -57,6 +58,7 @@ void throw_error(errc code, std::string message, std::string type_name) {
     case errc::protocol_error: throw protocol_error(message);
     case errc::auth_failed: throw auth_error(message);
     case errc::connection_lost: throw connection_error(message);
+    case errc::worker_crashed: throw worker_crashed_error(message);
   }
   throw error(code, message);
 }

@@ -39,6 +39,7 @@ void invocation::abandon(std::exception_ptr reason) noexcept {
   auto w = std::move(waiter_);
   lock.unlock();
   if (task_cancellable) task_cancel.emit(asio::cancellation_type::terminal);
+  if (on_abandon) on_abandon();
   deliver(std::move(w), std::move(reason));
 }
 

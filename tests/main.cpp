@@ -1,3 +1,18 @@
 // SPDX-License-Identifier: MIT
-#define CATCH_CONFIG_MAIN
+// The test binary is also the process pool's worker program: started as a
+// worker, it serves the test tasks and leaves.
+#define CATCH_CONFIG_RUNNER
+#include "support.hpp"
+
+#include <patio/process_pool_executor.hpp>
+#include <patio/registry.hpp>
+
 #include <catch2/catch.hpp>
+
+int main(int argc, char** argv) {
+  patio::registry rpc;
+  patio::test::register_process_tasks(rpc);
+  if (patio::serve_as_worker(rpc)) return 0;
+  if (const int status = patio::test::orphan_parent_mode(rpc); status >= 0) return status;
+  return Catch::Session().run(argc, argv);
+}

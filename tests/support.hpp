@@ -14,6 +14,14 @@
 
 namespace patio::test {
 
+/// Registers the tasks the process pool tests run (tests/test_process_pool.cpp).
+/// main() registers them too, so the test binary can serve as the worker.
+void register_process_tasks(patio::registry& rpc);
+
+/// When PATIO_TEST_ORPHAN_PARENT is set: starts a process pool, prints its
+/// worker pids and waits to be killed; returns -1 otherwise.
+int orphan_parent_mode(patio::registry& rpc);
+
 /// Runs `task` on a fresh io_context until it finishes and returns its
 /// result; rethrows what it threw. Fails (throws) if the io_context runs out
 /// of work first, or if the task takes longer than `limit`: a hang is a

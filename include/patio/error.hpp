@@ -27,6 +27,7 @@ enum class errc {
   protocol_error,    ///< a peer sent something that breaks the wire protocol
   auth_failed,       ///< the peer failed authentication
   connection_lost,   ///< the connection carrying the call went away
+  worker_crashed,    ///< the worker process running the task died (signal or exit)
 };
 
 /// The category of `patio::errc`; its name is "patio".
@@ -75,6 +76,9 @@ PATIO_DETAIL_DEFINE_ERROR(protocol_error, protocol_error);
 PATIO_DETAIL_DEFINE_ERROR(auth_error, auth_failed);
 /// The connection carrying the call went away.
 PATIO_DETAIL_DEFINE_ERROR(connection_error, connection_lost);
+/// The process running the task died: killed by a signal, or exited. The
+/// message names which, e.g. "killed by signal 11 (Segmentation fault)".
+PATIO_DETAIL_DEFINE_ERROR(worker_crashed_error, worker_crashed);
 
 #undef PATIO_DETAIL_DEFINE_ERROR
 

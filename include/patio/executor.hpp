@@ -57,6 +57,10 @@ class executor : public detail::calls<executor> {
   asio::awaitable<R> submit(Args&&... args) {
     return this->template call<R>(std::forward<Args>(args)...);
   }
+  template <class R = value, class... Args>
+  asio::awaitable<R> submit(call_options options, std::string_view name, Args&&... args) {
+    return this->template call<R>(options, name, std::forward<Args>(args)...);
+  }
   template <detail::function_type F, class... Args>
   auto submit(F* fn, Args&&... args) {
     return call(fn, std::forward<Args>(args)...);

@@ -13,6 +13,7 @@
 #include <patio/gather.hpp>
 #include <patio/memory_broker.hpp>
 #include <patio/null_executor.hpp>
+#include <patio/process_pool_executor.hpp>
 #include <patio/registry.hpp>
 #include <patio/thread_pool_executor.hpp>
 

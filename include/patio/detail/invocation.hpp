@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -126,6 +127,11 @@ class invocation : public std::enable_shared_from_this<invocation> {
   /// that can cancel; runs on the caller's executor.
   asio::cancellation_signal task_cancel;
   bool task_cancellable = false;
+
+  /// Called once, on the caller's executor, when the caller gives up: for
+  /// executors that stop a task another way (the process pool kills it).
+  /// Set before the invocation is started.
+  std::function<void()> on_abandon;
 
   /// Waits for completion. Completes with no error when the result is
   /// ready, else with the task's error, a patio::timeout_error at the

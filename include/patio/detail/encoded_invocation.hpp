@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <patio/codec.hpp>
+#include <patio/detail/invocation.hpp>
+#include <patio/error.hpp>
+
+#include <cstdint>
+#include <exception>
+#include <string>
+
+namespace patio::detail {
+
+/// An error as it crosses a boundary (a process, a socket): its code, the
+/// remote exception's type name (for remote_error) and message.
+struct error_record {
+  errc code = errc::remote_error;
+  std::string type_name;
+  std::string message;
+};
+
+/// What an executing side sends back for `error`.
+error_record record_of(std::exception_ptr error);
+
+/// The exception the calling side raises for `record`.
+std::exception_ptr exception_of(const error_record& record);
+
+/// An invocation that arrived encoded (from another process or machine):
+/// arguments are a MessagePack array in its own zone, the result is packed
+/// into `result` for the way back.
+class encoded_invocation final : public invocation {
+ public:
+  encoded_invocation(msgpack::object_handle request, const msgpack::object& args, kwargs keywords)
+      : request_(std::move(request)), args_(args), keywords_(std::move(keywords)) {}
+
+  [[nodiscard]] type_id args_type() const noexcept override { return nullptr; }
+  void* typed_args() noexcept override { return nullptr; }
+  msgpack::object args_object(msgpack::zone&) const override { return args_; }
+  [[nodiscard]] const kwargs* keywords() const noexcept override { return keywords_.empty() ? nullptr : &keywords_; }
+
+  [[nodiscard]] type_id result_type() const noexcept override { return nullptr; }
+  void set_typed_result(void*) override {}
+  void set_object_result(const msgpack::object& result) override {
+    result_.clear();
+    msgpack::pack(result_, result);
+  }
+
+  /// The packed result, valid when error() is null.
+  [[nodiscard]] const msgpack::sbuffer& result() const noexcept { return result_; }
+  [[nodiscard]] std::exception_ptr error() const noexcept { return error_; }
+
+ private:
+  msgpack::object_handle request_;
+  msgpack::object args_;
+  kwargs keywords_;
+  msgpack::sbuffer result_;
+};
+
+}  // namespace patio::detail
