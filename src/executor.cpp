@@ -83,7 +83,7 @@ asio::awaitable<void> run_task(std::shared_ptr<task_limiter> limiter, std::share
     fn.invoke(*inv);
   // A task cancelled by shutdown failed because of it, not of its own accord.
   if (inv->has_error() && limiter->is_shut_down()) inv->set_error(shut_down_error(inv->name));
-  inv->complete();
+  invocation::complete(std::shared_ptr<invocation>(inv));  // on the caller's executor: a copy is fine
   ((*limiter).*finished)(inv);
 }
 }  // namespace
@@ -136,7 +136,10 @@ void task_limiter::shutdown() {
     queued.swap(queue_);
     active = active_;
   }
-  for (auto& inv : queued) inv->fail(shut_down_error(inv->name));
+  for (auto& inv : queued) {
+    auto error = shut_down_error(inv->name);
+    invocation::fail(std::move(inv), std::move(error));
+  }
   for (auto& inv : active) {
     asio::post(inv->caller_executor, [inv] { inv->task_cancel.emit(asio::cancellation_type::terminal); });
   }
@@ -204,7 +207,7 @@ void thread_pool_executor::work() {
     // An abandoned or expired call is never started.
     if (inv->abandoned() || inv->expired()) continue;
     inv->target->invoke(*inv);
-    inv->complete();
+    detail::invocation::complete(std::move(inv));
   }
 }
 
@@ -218,7 +221,10 @@ void thread_pool_executor::shutdown() {
     threads.swap(threads_);
   }
   wake_.notify_all();
-  for (auto& inv : queued) inv->fail(shut_down_error(inv->name));
+  for (auto& inv : queued) {
+    auto error = shut_down_error(inv->name);
+    detail::invocation::fail(std::move(inv), std::move(error));
+  }
   for (auto& t : threads) {
     if (t.get_id() == std::this_thread::get_id())
       t.detach();  // a task shutting down its own pool: the thread ends when the task returns

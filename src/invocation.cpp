@@ -12,7 +12,7 @@ void invocation::start_wait(std::unique_ptr<waiter_base> w, asio::cancellation_s
   std::unique_lock lock(mutex_);
   if (state_ == state::done) {
     lock.unlock();
-    deliver(std::move(w), nullptr);
+    deliver(shared_from_this(), std::move(w), nullptr);
     return;
   }
   waiter_ = std::move(w);
@@ -40,19 +40,20 @@ void invocation::abandon(std::exception_ptr reason) noexcept {
   lock.unlock();
   if (task_cancellable) task_cancel.emit(asio::cancellation_type::terminal);
   if (on_abandon) on_abandon();
-  deliver(std::move(w), std::move(reason));
+  deliver(shared_from_this(), std::move(w), std::move(reason));
 }
 
-void invocation::complete() noexcept {
-  std::unique_lock lock(mutex_);
-  if (state_ == state::abandoned || state_ == state::done) return;
-  state_ = state::done;
-  auto w = std::move(waiter_);
+void invocation::complete(std::shared_ptr<invocation>&& self) noexcept {
+  std::unique_lock lock(self->mutex_);
+  if (self->state_ == state::abandoned || self->state_ == state::done) return;
+  self->state_ = state::done;
+  auto w = std::move(self->waiter_);
   lock.unlock();
-  if (w) deliver(std::move(w), nullptr);
+  if (w) deliver(std::move(self), std::move(w), nullptr);
 }
 
-void invocation::deliver(std::unique_ptr<waiter_base> w, std::exception_ptr error) noexcept {
+void invocation::deliver(std::shared_ptr<invocation> self, std::unique_ptr<waiter_base> w,
+                         std::exception_ptr error) noexcept {
   auto ex = w->executor();
   // Counted as work until post() has returned: a worker thread is still
   // inside post() when the caller may already run the completion, and the
@@ -61,7 +62,7 @@ void invocation::deliver(std::unique_ptr<waiter_base> w, std::exception_ptr erro
   // Always through the caller's executor: the caller resumes there, never
   // inside the task's stack or on a worker thread, and the timer and the
   // cancellation slot are only touched there.
-  asio::post(ex, [self = shared_from_this(), w = std::move(w), error = std::move(error)]() mutable {
+  asio::post(ex, [self = std::move(self), w = std::move(w), error = std::move(error)]() mutable {
     if (auto timer = self->timer_.lock()) timer->timer.cancel();
     if (self->slot_.is_connected()) self->slot_.clear();
     w->complete(std::move(error));

@@ -113,9 +113,11 @@ class process_pool : public std::enable_shared_from_this<process_pool> {
       if (!started_) return;
       queued.swap(queue_);
     }
-    for (auto& inv : queued)
-      inv->fail(std::make_exception_ptr(
-          executor_refused_error(inv->name + ": the executor was shut down before the task ran", errc::shut_down)));
+    for (auto& inv : queued) {
+      auto error = std::make_exception_ptr(
+          executor_refused_error(inv->name + ": the executor was shut down before the task ran", errc::shut_down));
+      invocation::fail(std::move(inv), std::move(error));
+    }
     asio::post(io_, [self = shared_from_this()] {
       for (auto& s : self->slots_) {
         self->kill(*s, stop_reason::shutdown);
@@ -408,12 +410,18 @@ class process_pool : public std::enable_shared_from_this<process_pool> {
     }
 
     std::string request;
+    std::exception_ptr unencodable;
     try {
       request = worker_protocol::frame(worker_protocol::encode_request(next_id_, *inv));
     } catch (...) {
+      unencodable = std::current_exception();
+    }
+    if (unencodable) {
+      // Failed outside the catch block: this thread must hold no reference
+      // to the exception once the caller may read it.
       s.deadline.cancel();
       s.current.reset();
-      inv->fail(std::current_exception());
+      invocation::fail(std::move(inv), std::move(unencodable));
       co_return;
     }
     const std::uint64_t id = next_id_++;
@@ -438,7 +446,7 @@ class process_pool : public std::enable_shared_from_this<process_pool> {
           inv->set_error(exception_of(reply.error));
         }
         s.current.reset();
-        inv->complete();
+        invocation::complete(std::move(inv));
         co_return;
       } catch (const std::exception& e) {
         fmt::print(stderr, "patio process pool: worker {}: {}; replacing it\n", s.pid, e.what());
@@ -473,7 +481,7 @@ class process_pool : public std::enable_shared_from_this<process_pool> {
             worker_crashed_error(fmt::format("{}: the worker process {} running it {}", inv->name, pid, how)));
         break;
     }
-    inv->fail(error);
+    invocation::fail(std::move(inv), std::move(error));
   }
 
   process_pool_options options_;

@@ -39,6 +39,18 @@ std::int64_t pid_after(int ms) {
   return ::getpid();
 }
 
+/// Writes this worker's pid to `path`, then sleeps: lets a test act on the
+/// worker while it is known to be running the task.
+std::int64_t announce_and_sleep(std::string path, int ms) {
+  {
+    std::ofstream out(path + ".tmp");
+    out << ::getpid();
+  }
+  std::rename((path + ".tmp").c_str(), path.c_str());
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ::getpid();
+}
+
 std::string boom(std::string what) { throw std::runtime_error(what); }
 
 int segfault() {
@@ -109,6 +121,7 @@ namespace patio::test {
 void register_process_tasks(patio::registry& rpc) {
   rpc.add("mul", mul);
   rpc.add("pid_after", pid_after);
+  rpc.add("announce_and_sleep", announce_and_sleep);
   rpc.add("boom", boom);
   rpc.add("segfault", segfault);
   rpc.add("abort", abort_task);
@@ -168,6 +181,11 @@ TEST_CASE("process pool: results and errors round-trip through the codec", "[pro
 }
 
 TEST_CASE("process pool: a crashing task fails its call, and the pool recovers to full size", "[process_pool]") {
+  // Under a sanitizer the workers' runtime would catch SIGSEGV and abort and
+  // exit instead: let them die by the signal, as a plain build does.
+  const std::string options = "handle_segv=0:handle_abort=0:handle_sigbus=0:detect_leaks=0";
+  ::setenv("ASAN_OPTIONS", options.c_str(), 1);
+  ::setenv("TSAN_OPTIONS", options.c_str(), 1);
   patio::registry rpc;
   patio::test::register_process_tasks(rpc);
   patio::process_pool_executor pool{rpc, 2};
@@ -187,12 +205,24 @@ TEST_CASE("process pool: a crashing task fails its call, and the pool recovers t
     CHECK_THROWS_WITH(patio::test::run(pool.submit("exit", 0)), Catch::Contains("exited with status 0"));
   }
   SECTION("killed from outside") {
+    const std::string path = "/tmp/patio-test-" + std::to_string(::getpid()) + ".pid";
+    std::remove(path.c_str());
     std::thread killer([&] {
-      std::this_thread::sleep_for(100ms);  // let the call start
-      for (int pid : pool.worker_pids()) ::kill(pid, SIGKILL);
+      // Kill the worker once it runs the task: it names itself in `path`.
+      for (int i = 0; i < 1000; ++i) {
+        std::ifstream in(path);
+        int pid = 0;
+        if (in >> pid) {
+          ::kill(pid, SIGKILL);
+          return;
+        }
+        std::this_thread::sleep_for(10ms);  // another process's progress cannot be awaited here
+      }
     });
-    CHECK_THROWS_WITH(patio::test::run(pool.submit("pid_after", 2000)), Catch::Contains("killed by signal 9"));
+    CHECK_THROWS_WITH(patio::test::run(pool.submit("announce_and_sleep", path, 10'000)),
+                      Catch::Contains("killed by signal 9"));
     killer.join();
+    std::remove(path.c_str());
   }
   // Full size again: as many distinct workers answer as the pool has.
   const auto after = serving_pids(pool, 2);

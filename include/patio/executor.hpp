@@ -78,7 +78,8 @@ class executor : public detail::calls<executor> {
   executor(patio::registry& r, executor_options options) : registry_(r), options_(options) {}
 
   /// Starts running `inv` without waiting for it; when done, the executor
-  /// calls inv->complete(). Throws executor_refused_error to refuse.
+  /// hands it to detail::invocation::complete(). Throws executor_refused_error
+  /// to refuse.
   virtual void start(std::shared_ptr<detail::invocation> inv) = 0;
 
  private:

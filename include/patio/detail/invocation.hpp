@@ -114,13 +114,18 @@ class invocation : public std::enable_shared_from_this<invocation> {
   [[nodiscard]] bool expired() const noexcept { return clock::now() >= deadline; }
 
   /// Called once by the executing side after the result or error is set.
-  void complete() noexcept;
+  ///
+  /// Takes the executing side's reference: when the caller resumes, the
+  /// executing side holds none, so the invocation (and the exception it may
+  /// carry) is released on the caller's side, never under a caller that is
+  /// still reading it.
+  static void complete(std::shared_ptr<invocation>&& self) noexcept;
 
   /// Like complete(), with an error that the executing side raised before
   /// running anything (a refusal, a shutdown).
-  void fail(std::exception_ptr error) noexcept {
-    set_error(std::move(error));
-    complete();
+  static void fail(std::shared_ptr<invocation>&& self, std::exception_ptr error) noexcept {
+    self->set_error(std::move(error));
+    complete(std::move(self));
   }
 
   /// Cancels the running task when the caller gives up. Set by an executor
@@ -159,7 +164,8 @@ class invocation : public std::enable_shared_from_this<invocation> {
 
   void start_wait(std::unique_ptr<waiter_base> w, asio::cancellation_slot slot);
   void abandon(std::exception_ptr reason) noexcept;
-  void deliver(std::unique_ptr<waiter_base> w, std::exception_ptr error) noexcept;
+  static void deliver(std::shared_ptr<invocation> self, std::unique_ptr<waiter_base> w,
+                      std::exception_ptr error) noexcept;
 
   mutable std::mutex mutex_;
   state state_ = state::pending;
