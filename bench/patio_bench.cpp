@@ -4,17 +4,30 @@
 //
 //   patio-bench [--calls N] [--inflight N] [--case NAME]...
 //
-// Cases: memory_async, memory_thread_pool.
+// Cases: memory_async, memory_thread_pool, process_pool.
+//
+// The binary is also its own process pool worker (patio::serve_as_worker),
+// and, for the process pool's raw baseline, a bare echo child.
 #include <patio/patio.hpp>
 
+#include <asio/local/stream_protocol.hpp>
 #include <asio/post.hpp>
+#include <asio/read.hpp>
 #include <asio/thread_pool.hpp>
+#include <asio/write.hpp>
 #include <fmt/format.h>
 
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -103,6 +116,111 @@ void memory_async(const options& o) {
   report("memory_async", o, patio_s, raw_s);
 }
 
+// The process pool's limit: the same request and reply over a socketpair
+// with a child that decodes, multiplies and encodes, one worker per slot,
+// without patio.
+constexpr const char* raw_child_env = "PATIO_BENCH_RAW_CHILD_FD";
+
+bool read_all(int fd, char* p, std::size_t n) {
+  while (n > 0) {
+    const auto r = ::read(fd, p, n);
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+int raw_child(int fd) {
+  std::vector<char> buf;
+  for (;;) {
+    std::uint32_t size = 0;
+    if (!read_all(fd, reinterpret_cast<char*>(&size), sizeof size)) return 0;
+    buf.resize(size);
+    if (!read_all(fd, buf.data(), size)) return 0;
+    auto args = msgpack::unpack(buf.data(), buf.size());
+    std::int64_t product = 1;
+    for (const auto& a : args.get().via.array) product *= a.as<std::int64_t>();
+    msgpack::sbuffer out;
+    msgpack::pack(out, product);
+    const auto n = static_cast<std::uint32_t>(out.size());
+    if (::write(fd, &n, sizeof n) != sizeof n || ::write(fd, out.data(), out.size()) != static_cast<ssize_t>(n))
+      return 0;
+  }
+}
+
+struct raw_worker {
+  int fd = -1;
+  pid_t pid = -1;
+};
+
+raw_worker start_raw_child() {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) std::abort();
+  posix_spawn_file_actions_t actions;
+  ::posix_spawn_file_actions_init(&actions);
+  ::posix_spawn_file_actions_adddup2(&actions, fds[1], 3);
+  std::string env = std::string(raw_child_env) + "=3";
+  char* envp[] = {env.data(), nullptr};
+  std::string self = "/proc/self/exe";
+  char* argv[] = {self.data(), nullptr};
+  pid_t pid = -1;
+  if (::posix_spawn(&pid, self.c_str(), &actions, nullptr, argv, envp) != 0) std::abort();
+  ::posix_spawn_file_actions_destroy(&actions);
+  ::close(fds[1]);
+  return {fds[0], pid};
+}
+
+asio::awaitable<void> raw_process_mul(asio::local::stream_protocol::socket* socket) {
+  msgpack::sbuffer request;
+  msgpack::packer<msgpack::sbuffer> p(request);
+  p.pack_array(3);
+  p.pack(1);
+  p.pack(2);
+  p.pack(3);
+  const auto n = static_cast<std::uint32_t>(request.size());
+  std::array<asio::const_buffer, 2> out{asio::buffer(&n, sizeof n), asio::buffer(request.data(), request.size())};
+  co_await asio::async_write(*socket, out, asio::use_awaitable);
+  std::uint32_t size = 0;
+  co_await asio::async_read(*socket, asio::buffer(&size, sizeof size), asio::use_awaitable);
+  std::vector<char> reply(size);
+  co_await asio::async_read(*socket, asio::buffer(reply), asio::use_awaitable);
+  check(msgpack::unpack(reply.data(), reply.size()).get().as<std::int64_t>());
+}
+
+void process_pool(const options& o) {
+  constexpr std::size_t workers = 4;
+  options po = o;
+  po.calls = std::min<std::size_t>(o.calls, 200'000);  // ~10 µs a call: keep the default run short
+  patio::registry rpc;
+  rpc.add("mul", mul);
+  double patio_s = 0;
+  {
+    patio::process_pool_executor executor{rpc, {.max_workers = workers, .max_queue = po.inflight}};
+    patio::memory_broker broker{executor};
+    patio_s = drive(po, [&] { return broker_mul(&broker); });
+  }
+  // Raw: one child per worker, each driven by inflight / workers callers in
+  // turn (one request at a time per child, as a pool worker runs).
+  asio::io_context io;
+  std::vector<raw_worker> children;
+  std::vector<std::unique_ptr<asio::local::stream_protocol::socket>> sockets;
+  for (std::size_t i = 0; i < workers; ++i) {
+    children.push_back(start_raw_child());
+    sockets.push_back(
+        std::make_unique<asio::local::stream_protocol::socket>(io, asio::local::stream_protocol(), children.back().fd));
+  }
+  std::size_t remaining = po.calls;
+  const auto start = clock_type::now();
+  for (std::size_t i = 0; i < workers; ++i)
+    asio::co_spawn(io, worker(&remaining, [s = sockets[i].get()] { return raw_process_mul(s); }), patio::rethrow);
+  io.run();
+  const double raw_s = std::chrono::duration<double>(clock_type::now() - start).count();
+  sockets.clear();
+  for (auto& c : children) ::waitpid(c.pid, nullptr, 0);
+  report("process_pool", po, patio_s, raw_s);
+}
+
 void memory_thread_pool(const options& o) {
   patio::registry rpc;
   rpc.add("mul", mul);
@@ -120,6 +238,11 @@ void memory_thread_pool(const options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (const char* fd = std::getenv(raw_child_env)) return raw_child(std::atoi(fd));
+  patio::registry rpc;
+  rpc.add("mul", mul);
+  if (patio::serve_as_worker(rpc)) return 0;
+
   options o;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
@@ -137,7 +260,9 @@ int main(int argc, char** argv) {
     else if (arg == "--case")
       o.cases.emplace_back(next());
     else {
-      fmt::print(stderr, "usage: patio-bench [--calls N] [--inflight N] [--case memory_async|memory_thread_pool]...\n");
+      fmt::print(stderr,
+                 "usage: patio-bench [--calls N] [--inflight N] [--case "
+                 "memory_async|memory_thread_pool|process_pool]...\n");
       return 2;
     }
   }
@@ -146,4 +271,5 @@ int main(int argc, char** argv) {
   };
   if (wanted("memory_async")) memory_async(o);
   if (wanted("memory_thread_pool")) memory_thread_pool(o);
+  if (wanted("process_pool")) process_pool(o);
 }
