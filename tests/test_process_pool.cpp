@@ -114,6 +114,16 @@ std::set<std::int64_t> serving_pids(patio::process_pool_executor& pool, std::siz
   return {pids.begin(), pids.end()};
 }
 
+/// 1 when a segfaulting task fails with worker_crashed_error.
+asio::awaitable<std::int64_t> crash_caught(patio::process_pool_executor* pool) {
+  try {
+    co_await pool->submit("segfault");
+  } catch (const patio::worker_crashed_error&) {
+    co_return 1;
+  }
+  co_return 0;
+}
+
 }  // namespace
 
 namespace patio::test {
@@ -228,6 +238,23 @@ TEST_CASE("process pool: a crashing task fails its call, and the pool recovers t
   const auto after = serving_pids(pool, 2);
   CHECK(after.size() == 2);
   CHECK(pool.worker_pids().size() == 2);
+}
+
+TEST_CASE("process pool: a crash leaves calls running on other workers alone", "[process_pool]") {
+  const std::string options = "handle_segv=0:handle_abort=0:handle_sigbus=0:detect_leaks=0";
+  ::setenv("ASAN_OPTIONS", options.c_str(), 1);
+  ::setenv("TSAN_OPTIONS", options.c_str(), 1);
+  patio::registry rpc;
+  patio::test::register_process_tasks(rpc);
+  patio::process_pool_executor pool{rpc, 2};
+  REQUIRE(serving_pids(pool, 2, 10).size() == 2);
+
+  std::vector<asio::awaitable<std::int64_t>> calls;
+  calls.push_back(pool.submit<std::int64_t>("pid_after", 300));
+  calls.push_back(crash_caught(&pool));
+  const auto results = patio::test::run(patio::gather(std::move(calls)));
+  CHECK(results[0] > 0);   // the slow call, on the other worker, answered
+  CHECK(results[1] == 1);  // the crash failed its own call
 }
 
 TEST_CASE("process pool: a call that outlives its timeout kills its worker", "[process_pool]") {
