@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: MIT
+#include "support.hpp"
+
+#include <patio/detail/frame.hpp>
+#include <patio/detail/handshake.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace {
+
+namespace frame = patio::detail::frame;
+namespace hs = patio::detail::handshake;
+
+struct parsed {
+  frame::header header;
+  std::string payload;
+};
+
+parsed parse(const std::string& f, bool authenticated = false) {
+  REQUIRE(f.size() >= frame::header_size);
+  parsed out;
+  REQUIRE(frame::decode(reinterpret_cast<const unsigned char*>(f.data()), hs::max_payload, authenticated, out.header) ==
+          frame::header_error::none);
+  REQUIRE(out.header.payload_size == f.size() - frame::header_size);
+  out.payload = f.substr(frame::header_size);
+  return out;
+}
+
+template <class Side>
+hs::step feed(Side& side, const std::string& f) {
+  const auto p = parse(f);
+  return side.on_frame(p.header, p.payload);
+}
+
+std::string hex(std::string_view bytes) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("frame headers round-trip in network byte order", "[protocol]") {
+  const auto h = frame::encode({frame::type::response, 0x01020304, 0xA0B0C0D0});
+  CHECK(h[0] == 20);
+  CHECK(h[1] == 0x01);
+  CHECK(h[4] == 0x04);
+  CHECK(h[5] == 0xA0);
+  CHECK(h[8] == 0xD0);
+  frame::header out;
+  REQUIRE(frame::decode(h.data(), 0x01020304, true, out) == frame::header_error::none);
+  CHECK(out.kind == frame::type::response);
+  CHECK(out.payload_size == 0x01020304);
+  CHECK(out.serial == 0xA0B0C0D0);
+
+  SECTION("bad headers are refused") {
+    CHECK(frame::decode(h.data(), 0x01020303, true, out) == frame::header_error::too_large);
+    auto unknown = h;
+    unknown[0] = 4;
+    CHECK(frame::decode(unknown.data(), 1u << 30, true, out) == frame::header_error::unknown_type);
+    unknown[0] = 255;
+    CHECK(frame::decode(unknown.data(), 1u << 30, true, out) == frame::header_error::unknown_type);
+    CHECK(frame::decode(h.data(), 1u << 30, false, out) == frame::header_error::not_allowed);
+    const auto digest = frame::encode({frame::type::auth_digest, 10, 0});
+    CHECK(frame::decode(digest.data(), 100, false, out) == frame::header_error::none);
+  }
+  SECTION("serials run from 1 to 4294967294 and wrap to 1") {
+    CHECK(frame::next_serial(1) == 2);
+    CHECK(frame::next_serial(4294967293u) == 4294967294u);
+    CHECK(frame::next_serial(4294967294u) == 1);
+    CHECK(frame::next_serial(0) == 1);
+  }
+}
+
+TEST_CASE("HMAC-SHA256 matches RFC 4231 and comparison is exact", "[protocol]") {
+  CHECK(hex(hs::hmac_sha256("Jefe", "what do ya want for nothing?")) ==
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  CHECK(hs::hmac_sha256("", "").size() == 32);
+  CHECK(hs::equal("abc", "abc"));
+  CHECK_FALSE(hs::equal("abc", "abd"));
+  CHECK_FALSE(hs::equal("abc", "ab"));
+  CHECK(hs::random_bytes(32).size() == 32);
+  CHECK(hs::random_bytes(32) != hs::random_bytes(32));
+}
+
+TEST_CASE("the handshake succeeds both ways with the same key", "[protocol]") {
+  for (std::string key : {std::string(), std::string("s3cret"), std::string(1000, 'k')}) {
+    hs::server server{key};
+    hs::client client{key};
+    const auto request = feed(client, server.start());
+    REQUIRE_FALSE(request.failed);
+    REQUIRE_FALSE(request.done);
+    CHECK(parse(request.send).header.kind == frame::type::auth_request);
+    const auto response = feed(server, request.send);
+    REQUIRE_FALSE(response.failed);
+    CHECK(parse(response.send).header.kind == frame::type::auth_response);
+    const auto ok = feed(client, response.send);
+    REQUIRE_FALSE(ok.failed);
+    CHECK(ok.done);
+    CHECK(parse(ok.send).header.kind == frame::type::auth_ok);
+    const auto done = feed(server, ok.send);
+    CHECK(done.done);
+    CHECK_FALSE(done.failed);
+    CHECK(done.send.empty());
+  }
+}
+
+TEST_CASE("the handshake fails on a wrong key, a replay, a forgery or disorder", "[protocol]") {
+  SECTION("the server refuses a client with another key") {
+    hs::server server{"right"};
+    hs::client client{"wrong"};
+    const auto refused = feed(server, feed(client, server.start()).send);
+    CHECK(refused.failed);
+    CHECK(refused.send.empty());
+    CHECK_THAT(refused.reason, Catch::Contains("proof"));
+  }
+  SECTION("the client refuses a server whose proof is wrong") {
+    hs::server server{"one"};
+    hs::client client{"one"};
+    const auto request = feed(client, server.start());
+    auto forged = feed(server, request.send).send;
+    forged[forged.size() - 1] ^= 1;  // one bit of the server's proof
+    const auto refused = feed(client, forged);
+    CHECK(refused.failed);
+    CHECK(refused.send.empty());
+    CHECK_THAT(refused.reason, Catch::Contains("server's proof"));
+  }
+  SECTION("a client with another key refuses the real server too") {
+    hs::server server{"one"};
+    hs::client client{"two"};
+    const auto request = feed(client, server.start());
+    // The server refuses first; a client never sees a valid proof for its key.
+    CHECK(feed(server, request.send).failed);
+  }
+  SECTION("a captured AUTH_REQUEST does not open another connection") {
+    hs::server first{"key"};
+    hs::client client{"key"};
+    const auto captured = feed(client, first.start()).send;
+    hs::server second{"key"};  // a new connection: a new nonce
+    (void)second.start();
+    CHECK(feed(second, captured).failed);
+  }
+  SECTION("packets out of order, or application packets, fail") {
+    hs::server server{"key"};
+    CHECK(feed(server, server.start()).failed);  // a server does not take AUTH_DIGEST
+    hs::client client{"key"};
+    const auto ok = frame::make(frame::type::auth_ok, 0, "\xc0", 1);
+    CHECK(feed(client, ok).failed);
+    hs::server other{"key"};
+    frame::header request{frame::type::request, 0, 1};
+    CHECK(other.on_frame(request, "").failed);
+  }
+  SECTION("malformed payloads fail, whatever their bytes") {
+    for (std::string_view payload : {std::string_view(""), std::string_view("\xc1"), std::string_view("\x92\xc0\xc0"),
+                                     std::string_view("\xc4\x01\x00")}) {
+      hs::server server{"key"};
+      CHECK(
+          server.on_frame({frame::type::auth_request, static_cast<std::uint32_t>(payload.size()), 0}, payload).failed);
+      hs::client client{"key"};
+      CHECK(client.on_frame({frame::type::auth_digest, static_cast<std::uint32_t>(payload.size()), 0}, payload).failed);
+    }
+  }
+  SECTION("after a failure nothing succeeds") {
+    hs::server server{"right"};
+    hs::client wrong{"wrong"};
+    const auto request = feed(wrong, server.start()).send;
+    REQUIRE(feed(server, request).failed);
+    const auto ok = frame::make(frame::type::auth_ok, 0, "\xc0", 1);
+    CHECK(feed(server, ok).failed);
+  }
+}
