@@ -3,6 +3,7 @@
 
 #include <patio/detail/frame.hpp>
 #include <patio/detail/handshake.hpp>
+#include <patio/detail/messages.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -175,4 +176,87 @@ TEST_CASE("the handshake fails on a wrong key, a replay, a forgery or disorder",
     const auto ok = frame::make(frame::type::auth_ok, 0, "\xc0", 1);
     CHECK(feed(server, ok).failed);
   }
+}
+
+namespace {
+
+namespace messages = patio::detail::messages;
+
+std::int64_t mul3(patio::varargs<std::int64_t> args, patio::kwargs kw) {
+  std::int64_t product = kw.get<std::int64_t>("scale", 1);
+  for (auto a : args) product *= a;
+  return product;
+}
+
+}  // namespace
+
+TEST_CASE("a call crosses REQUEST and RESPONSE frames without a socket", "[protocol]") {
+  auto caller = patio::detail::make_invocation<std::int64_t>(2, 3, patio::kwargs{{"scale", 7}});
+  caller->name = "mul";
+  const auto request = messages::request_frame(42, *caller, 1.5);
+  frame::header h;
+  REQUIRE(frame::decode(reinterpret_cast<const unsigned char*>(request.data()), 1 << 20, true, h) ==
+          frame::header_error::none);
+  CHECK(h.kind == frame::type::request);
+  CHECK(h.serial == 42);
+  const auto decoded = messages::decode_request(std::string_view(request).substr(frame::header_size));
+  REQUIRE(decoded.timeout_seconds);
+  CHECK(*decoded.timeout_seconds == 1.5);
+  CHECK(decoded.invocation->name == "mul");
+
+  // The executing side runs it as any executor would.
+  patio::detail::make_function(mul3)->invoke(*decoded.invocation);
+  REQUIRE_FALSE(decoded.invocation->error());
+  const auto response = messages::response_frame(42, decoded.invocation->result());
+  REQUIRE(frame::decode(reinterpret_cast<const unsigned char*>(response.data()), 1 << 20, true, h) ==
+          frame::header_error::none);
+  CHECK(h.kind == frame::type::response);
+  auto reply = messages::decode_reply(h.kind, std::string_view(response).substr(frame::header_size));
+  REQUIRE(reply.ok);
+  caller->set_object_result(reply.result);
+  CHECK(caller->take_result() == 42);
+
+  SECTION("a task's error comes back typed") {
+    const auto error = messages::error_frame(42, {patio::errc::bad_arguments, "", "mul: argument 1: nope"});
+    auto e = messages::decode_reply(frame::type::error, std::string_view(error).substr(frame::header_size));
+    CHECK_FALSE(e.ok);
+    CHECK_THROWS_AS(std::rethrow_exception(patio::detail::exception_of(e.error)), patio::bad_arguments_error);
+  }
+  SECTION("no timeout travels as nil") {
+    const auto r = messages::request_frame(1, *caller, std::nullopt);
+    CHECK_FALSE(messages::decode_request(std::string_view(r).substr(frame::header_size)).timeout_seconds);
+  }
+}
+
+TEST_CASE("malformed REQUEST, RESPONSE, ERROR and DISCOVER payloads are protocol errors", "[protocol]") {
+  auto packed = [](auto&&... fields) {
+    msgpack::sbuffer out;
+    msgpack::packer<msgpack::sbuffer> p(out);
+    p.pack_array(sizeof...(fields));
+    (p.pack(fields), ...);
+    return std::string(out.data(), out.size());
+  };
+  CHECK_THROWS_AS(messages::decode_request("\xc1"), patio::protocol_error);
+  CHECK_THROWS_AS(messages::decode_request(packed(1, 2, 3)), patio::protocol_error);
+  CHECK_THROWS_AS(messages::decode_request(packed(1, std::vector<int>{}, std::map<std::string, int>{}, 1.0)),
+                  patio::protocol_error);
+  CHECK_THROWS_AS(messages::decode_request(packed("f", 5, std::map<std::string, int>{}, 1.0)), patio::protocol_error);
+  CHECK_THROWS_AS(messages::decode_request(packed("f", std::vector<int>{}, std::map<std::string, int>{}, -1.0)),
+                  patio::protocol_error);
+  CHECK_THROWS_AS(messages::decode_request(packed("f", std::vector<int>{}, std::map<std::string, int>{}, "soon")),
+                  patio::protocol_error);
+  // Keywords that are not a map are the caller's error: answered, not fatal.
+  const auto bad_kw = messages::decode_request(packed("f", std::vector<int>{}, 5, msgpack::type::nil_t{}));
+  CHECK(bad_kw.invocation->has_error());
+
+  CHECK_THROWS_AS(messages::decode_reply(frame::type::response, "\xc1"), patio::protocol_error);
+  CHECK_THROWS_AS(messages::decode_reply(frame::type::error, packed(1, "t")), patio::protocol_error);
+  CHECK_THROWS_AS(messages::decode_reply(frame::type::error, packed(9999, "t", "m")), patio::protocol_error);
+  CHECK_THROWS_AS(messages::decode_reply(frame::type::request, packed(1, "t", "m")), patio::protocol_error);
+
+  const auto discover = messages::discover_response_frame({"a", "b"});
+  CHECK(messages::decode_discover_response(std::string_view(discover).substr(frame::header_size)) ==
+        std::vector<std::string>{"a", "b"});
+  CHECK_THROWS_AS(messages::decode_discover_response(packed(1, 2)), patio::protocol_error);
+  CHECK(messages::discover_request_frame().size() == frame::header_size + 1);
 }

@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: MIT
+#include <patio/detail/messages.hpp>
+
+namespace patio::detail::messages {
+
+namespace {
+
+msgpack::object_handle unpack(std::string_view payload, const char* what) {
+  try {
+    return msgpack::unpack(payload.data(), payload.size());
+  } catch (const std::exception& e) {
+    throw protocol_error(std::string(what) + ": undecodable payload: " + e.what());
+  }
+}
+
+template <class T>
+T field(const msgpack::object& o, const char* what) {
+  try {
+    return o.as<T>();
+  } catch (const std::exception&) {
+    throw protocol_error(std::string("bad field: ") + what);
+  }
+}
+
+std::string frame_of(frame::type kind, std::uint32_t serial, const msgpack::sbuffer& payload) {
+  return frame::make(kind, serial, payload.data(), payload.size());
+}
+
+}  // namespace
+
+std::string request_frame(std::uint32_t serial, invocation& inv, std::optional<double> timeout_seconds) {
+  msgpack::zone zone(zone_chunk_size);
+  msgpack::sbuffer out;
+  msgpack::packer<msgpack::sbuffer> p(out);
+  p.pack_array(4);
+  p.pack(inv.name);
+  p.pack(inv.args_object(zone));
+  if (const kwargs* kw = inv.keywords())
+    p.pack(kwargs_object(*kw, zone));
+  else
+    p.pack_map(0);
+  if (timeout_seconds)
+    p.pack(*timeout_seconds);
+  else
+    p.pack_nil();
+  return frame_of(frame::type::request, serial, out);
+}
+
+request decode_request(std::string_view payload) {
+  auto handle = unpack(payload, "REQUEST");
+  const auto& o = handle.get();
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 4)
+    throw protocol_error("REQUEST: not [name, args, kwargs, timeout]");
+  const auto* f = o.via.array.ptr;
+  auto name = field<std::string>(f[0], "REQUEST name");
+  if (f[1].type != msgpack::type::ARRAY) throw protocol_error("REQUEST: arguments are not an array");
+  request out;
+  if (f[3].type != msgpack::type::NIL) {
+    const auto t = field<double>(f[3], "REQUEST timeout");
+    if (!(t >= 0) || t > 1e9) throw protocol_error("REQUEST: timeout out of range");
+    out.timeout_seconds = t;
+  }
+  // Keywords that do not decode are the caller's error, answered as such.
+  kwargs keywords;
+  std::exception_ptr bad_keywords;
+  try {
+    keywords = kwargs_from_object(f[2], name);
+  } catch (...) {
+    bad_keywords = std::current_exception();
+  }
+  const msgpack::object args = f[1];
+  out.invocation = std::make_shared<encoded_invocation>(std::move(handle), args, std::move(keywords));
+  out.invocation->name = std::move(name);
+  if (bad_keywords) out.invocation->set_error(bad_keywords);
+  return out;
+}
+
+std::string response_frame(std::uint32_t serial, const msgpack::sbuffer& packed_result) {
+  return frame_of(frame::type::response, serial, packed_result);
+}
+
+std::string error_frame(std::uint32_t serial, const error_record& error) {
+  msgpack::sbuffer out;
+  msgpack::packer<msgpack::sbuffer> p(out);
+  p.pack_array(3);
+  p.pack(static_cast<int>(error.code));
+  p.pack(error.type_name);
+  p.pack(error.message);
+  return frame_of(frame::type::error, serial, out);
+}
+
+reply decode_reply(frame::type kind, std::string_view payload) {
+  reply out;
+  if (kind == frame::type::response) {
+    out.handle = unpack(payload, "RESPONSE");
+    out.result = out.handle.get();
+    out.ok = true;
+    return out;
+  }
+  if (kind != frame::type::error) throw protocol_error("not a RESPONSE or an ERROR");
+  auto handle = unpack(payload, "ERROR");
+  const auto& o = handle.get();
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 3) throw protocol_error("ERROR: not [errc, type, message]");
+  const int code = field<int>(o.via.array.ptr[0], "ERROR errc");
+  if (code < static_cast<int>(errc::timeout) || code > static_cast<int>(errc::worker_crashed))
+    throw protocol_error("ERROR: unknown error code");
+  out.error = {static_cast<errc>(code), field<std::string>(o.via.array.ptr[1], "ERROR type name"),
+               field<std::string>(o.via.array.ptr[2], "ERROR message")};
+  out.handle = std::move(handle);
+  return out;
+}
+
+std::string discover_request_frame() {
+  msgpack::sbuffer out;
+  msgpack::pack(out, msgpack::type::nil_t{});
+  return frame_of(frame::type::discover_request, 0, out);
+}
+
+std::string discover_response_frame(const std::vector<std::string>& names) {
+  msgpack::sbuffer out;
+  msgpack::pack(out, names);
+  return frame_of(frame::type::discover_response, 0, out);
+}
+
+std::vector<std::string> decode_discover_response(std::string_view payload) {
+  auto handle = unpack(payload, "DISCOVER_RESPONSE");
+  return field<std::vector<std::string>>(handle.get(), "DISCOVER_RESPONSE names");
+}
+
+}  // namespace patio::detail::messages
