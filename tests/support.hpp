@@ -43,6 +43,25 @@ T run(asio::awaitable<T> task, std::chrono::seconds limit = std::chrono::seconds
   return std::move(*result);
 }
 
+/// Runs `task` on `io` (where the brokers under test live too) until it
+/// finishes; rethrows what it threw; fails after `limit`. Then runs `io`
+/// briefly so connections wind down before it is destroyed.
+inline void run(asio::io_context& io, asio::awaitable<void> task,
+                std::chrono::seconds limit = std::chrono::seconds(30)) {
+  std::exception_ptr error;
+  bool done = false;
+  asio::co_spawn(io, std::move(task), [&](std::exception_ptr e) {
+    done = true;
+    error = e;
+    io.stop();
+  });
+  io.run_for(limit);
+  if (!done) throw std::runtime_error("test task did not finish in time");
+  io.restart();
+  io.run_for(std::chrono::milliseconds(50));
+  if (error) std::rethrow_exception(error);
+}
+
 inline void run(asio::awaitable<void> task, std::chrono::seconds limit = std::chrono::seconds(20)) {
   asio::io_context io;
   std::exception_ptr error;

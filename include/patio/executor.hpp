@@ -47,6 +47,10 @@ class executor : public detail::calls<executor> {
   /// synchronous task itself never returns.
   virtual void shutdown() = 0;
 
+  /// Whether this executor runs anything: network brokers offer its
+  /// registry's functions to peers only if so. False for the null executor.
+  [[nodiscard]] virtual bool runs_tasks() const noexcept { return true; }
+
   [[nodiscard]] patio::registry& registry() const noexcept { return registry_; }
   [[nodiscard]] const executor_options& options() const noexcept { return options_; }
   [[nodiscard]] std::size_t max_workers() const noexcept { return options_.max_workers; }

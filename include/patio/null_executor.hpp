@@ -14,6 +14,7 @@ class null_executor final : public executor {
   explicit null_executor(patio::registry& r) : executor(r, executor_options{.max_workers = 0}) {}
 
   void shutdown() override {}
+  [[nodiscard]] bool runs_tasks() const noexcept override { return false; }
 
  private:
   void start(std::shared_ptr<detail::invocation> inv) override;

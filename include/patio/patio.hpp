@@ -15,6 +15,7 @@
 #include <patio/null_executor.hpp>
 #include <patio/process_pool_executor.hpp>
 #include <patio/registry.hpp>
+#include <patio/tcp_broker.hpp>
 #include <patio/thread_pool_executor.hpp>
 
 #include <asio/co_spawn.hpp>

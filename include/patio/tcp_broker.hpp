@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <patio/call_options.hpp>
+#include <patio/detail/calls.hpp>
+#include <patio/executor.hpp>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace patio {
+
+namespace detail {
+class tcp_core;
+}
+
+/// patio's default port.
+inline constexpr std::uint16_t default_port = 15383;
+
+/// Options of the TCP brokers. Defaults follow patio where it has one.
+struct tcp_options {
+  /// The shared key both sides prove they know (HMAC-SHA256 challenge and
+  /// response, both ways). Empty by default, as in patio.
+  std::string key{};
+
+  /// How long a new connection may take to authenticate before it is closed.
+  std::chrono::milliseconds handshake_timeout{5'000};
+
+  /// The largest payload accepted after authentication; a larger frame
+  /// closes the connection.
+  std::size_t max_payload = 64 * 1024 * 1024;
+
+  /// Client: first delay before reconnecting (patio: 1 s); it doubles after
+  /// each failed attempt up to max_reconnect_delay, and starts over after a
+  /// connection that authenticated.
+  std::chrono::milliseconds reconnect_delay{1'000};
+  std::chrono::milliseconds max_reconnect_delay{30'000};
+};
+
+/// The calling and serving state shared by both TCP brokers.
+class tcp_broker_base {
+ public:
+  tcp_broker_base(const tcp_broker_base&) = delete;
+  tcp_broker_base& operator=(const tcp_broker_base&) = delete;
+
+  /// Stops: closes listeners and connections (calls in flight on them fail
+  /// with connection_error, later calls with closed_error), stops
+  /// reconnecting, shuts the executor down as patio does, wakes join().
+  /// Idempotent.
+  asio::awaitable<void> close();
+
+  /// Completes when the broker is closed.
+  asio::awaitable<void> join();
+
+  /// Authenticated connections whose functions are known.
+  [[nodiscard]] std::size_t connections() const;
+
+  [[nodiscard]] patio::executor& executor() const noexcept { return executor_; }
+  [[nodiscard]] patio::registry& registry() const noexcept { return executor_.registry(); }
+
+  /// Part of the calling interface: sends `inv` round-robin to a live
+  /// connection that offers its function, waiting for one until the call's
+  /// deadline (then no_route_error).
+  asio::awaitable<void> dispatch(std::shared_ptr<detail::invocation> inv, call_options options);
+
+ protected:
+  tcp_broker_base(asio::any_io_executor io, patio::executor& executor, tcp_options options);
+  ~tcp_broker_base();
+
+  patio::executor& executor_;
+  std::shared_ptr<detail::tcp_core> core_;
+};
+
+/// Listens for TCP connections (patio's server broker). Either side of a
+/// connection may call and execute: what this side runs is up to its
+/// executor (a null executor only calls).
+///
+/// @par Object lifetimes
+/// The executor (and its registry) must outlive the broker; destroying the
+/// broker closes it.
+class tcp_server_broker : public tcp_broker_base, public detail::calls<tcp_server_broker> {
+ public:
+  /// Locks the executor's registry. Connections run on `io`.
+  tcp_server_broker(asio::any_io_executor io, patio::executor& executor, tcp_options options = {});
+
+  /// Listens on `address` (IPv4 or IPv6) and `port`; may be called for
+  /// several addresses. @returns the bound port (useful with port 0).
+  /// @throws std::system_error if it cannot bind.
+  std::uint16_t listen(std::string_view address = "0.0.0.0", std::uint16_t port = default_port);
+
+  using tcp_broker_base::dispatch;
+  using tcp_broker_base::registry;
+};
+
+/// Connects to TCP servers (patio's client broker), and keeps reconnecting
+/// each until close().
+class tcp_client_broker : public tcp_broker_base, public detail::calls<tcp_client_broker> {
+ public:
+  tcp_client_broker(asio::any_io_executor io, patio::executor& executor, tcp_options options = {});
+
+  /// Starts connecting to `host`:`port`, reconnecting after a refused or
+  /// dropped connection. Returns at once; calls wait for a route.
+  void connect(std::string host, std::uint16_t port = default_port);
+
+  using tcp_broker_base::dispatch;
+  using tcp_broker_base::registry;
+};
+
+}  // namespace patio

@@ -1,0 +1,483 @@
+// SPDX-License-Identifier: MIT
+// The TCP brokers. All state of one broker lives on one strand: its
+// listeners, its connections, the calls it waits for.
+#include <patio/detail/event.hpp>
+#include <patio/detail/frame.hpp>
+#include <patio/detail/handshake.hpp>
+#include <patio/detail/messages.hpp>
+#include <patio/tcp_broker.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/connect.hpp>
+#include <asio/detached.hpp>
+#include <asio/dispatch.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/ip/v6_only.hpp>
+#include <asio/post.hpp>
+#include <asio/read.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <unordered_map>
+
+namespace patio {
+
+namespace detail {
+
+namespace {
+using asio::ip::tcp;
+using namespace std::chrono_literals;
+
+std::string describe(const tcp::socket& s) {
+  std::error_code ec;
+  const auto ep = s.remote_endpoint(ec);
+  if (ec) return "a peer";
+  return fmt::format("{}:{}", ep.address().to_string(), ep.port());
+}
+}  // namespace
+
+class tcp_connection;
+
+class tcp_core : public std::enable_shared_from_this<tcp_core> {
+ public:
+  tcp_core(asio::any_io_executor io, patio::executor& executor, tcp_options options)
+      : strand_(asio::make_strand(io)), executor_(executor), options_(std::move(options)) {}
+
+  asio::strand<asio::any_io_executor> strand_;
+  patio::executor& executor_;
+  tcp_options options_;
+  std::vector<std::shared_ptr<tcp_connection>> live_;                  // on the strand
+  std::vector<std::shared_ptr<tcp_connection>> all_;                   // on the strand
+  std::vector<std::shared_ptr<tcp::acceptor>> acceptors_;              // on the strand
+  std::vector<std::shared_ptr<asio::steady_timer>> reconnect_timers_;  // on the strand
+  std::vector<asio::steady_timer*> route_waiters_;                     // on the strand; cancelled when a route appears
+  std::size_t next_ = 0;                                               // round-robin position
+  std::atomic<bool> closed_{false};
+  std::atomic<std::size_t> live_count_{0};
+  event closed_event_;
+
+  std::vector<std::string> offered() const {
+    if (!executor_.runs_tasks()) return {};
+    return executor_.registry().names();
+  }
+
+  void became_live(const std::shared_ptr<tcp_connection>& c);
+  void ended(const std::shared_ptr<tcp_connection>& c);
+  std::shared_ptr<tcp_connection> route(const std::string& name);
+  void close_all();
+
+  static asio::awaitable<void> accept_loop(std::shared_ptr<tcp_core> self, std::shared_ptr<tcp::acceptor> acceptor);
+  static asio::awaitable<void> connect_loop(std::shared_ptr<tcp_core> self, std::string host, std::uint16_t port);
+};
+
+class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
+ public:
+  enum class role { server, client };
+
+  tcp_connection(std::shared_ptr<tcp_core> core, tcp::socket socket, role r)
+      : core_(std::move(core)), socket_(std::move(socket)), role_(r), peer_(describe(socket_)) {}
+
+  /// Runs the connection until it ends. @returns whether it authenticated.
+  static asio::awaitable<bool> run(std::shared_ptr<tcp_connection> self);
+
+  void send(std::string frame) {
+    outbox_.push_back(std::move(frame));
+    if (!writing_) {
+      writing_ = true;
+      asio::co_spawn(core_->strand_, write_loop(shared_from_this()), asio::detached);
+    }
+  }
+
+  void close() {
+    std::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+  }
+
+  /// Sends `inv` as a REQUEST and remembers it until its reply.
+  void call(std::shared_ptr<invocation> inv, std::optional<double> timeout_seconds) {
+    serial_ = frame::next_serial(serial_);
+    const auto serial = serial_;
+    send(messages::request_frame(serial, *inv, timeout_seconds));
+    inv->on_abandon = [weak = weak_from_this(), serial, strand = core_->strand_] {
+      asio::post(strand, [weak, serial] {
+        if (auto self = weak.lock()) self->pending_.erase(serial);
+      });
+    };
+    pending_.emplace(serial, std::move(inv));
+  }
+
+  bool offers(const std::string& name) const { return std::find(names_.begin(), names_.end(), name) != names_.end(); }
+  const std::string& peer() const { return peer_; }
+
+ private:
+  static asio::awaitable<void> write_loop(std::shared_ptr<tcp_connection> self) {
+    std::string batch;
+    while (!self->outbox_.empty()) {
+      // Everything queued goes out in one write: fewer syscalls under load.
+      batch.clear();
+      while (!self->outbox_.empty() && batch.size() < (1u << 20)) {
+        batch += self->outbox_.front();
+        self->outbox_.pop_front();
+      }
+      std::error_code ec;
+      co_await asio::async_write(self->socket_, asio::buffer(batch), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        self->outbox_.clear();
+        self->close();
+        break;
+      }
+    }
+    self->writing_ = false;
+  }
+
+  /// Reads one frame; an empty optional ends the connection (logged).
+  asio::awaitable<bool> read_frame(frame::header& h, std::string& payload) {
+    unsigned char header[frame::header_size];
+    std::error_code ec;
+    co_await asio::async_read(socket_, asio::buffer(header), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return false;
+    const auto max = authenticated_ ? core_->options_.max_payload : handshake::max_payload;
+    switch (frame::decode(header, max, authenticated_, h)) {
+      case frame::header_error::none: break;
+      case frame::header_error::unknown_type:
+        fmt::print(stderr, "patio tcp: {} sent an unknown packet type {}; closing\n", peer_, header[0]);
+        co_return false;
+      case frame::header_error::too_large:
+        fmt::print(stderr, "patio tcp: {} sent a {}-byte payload, over the limit; closing\n", peer_, h.payload_size);
+        co_return false;
+      case frame::header_error::not_allowed:
+        fmt::print(stderr, "patio tcp: {} sent a packet before authenticating; closing\n", peer_);
+        co_return false;
+    }
+    payload.resize(h.payload_size);
+    co_await asio::async_read(socket_, asio::buffer(payload), asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
+
+  asio::awaitable<bool> authenticate() {
+    asio::steady_timer deadline(core_->strand_, core_->options_.handshake_timeout);
+    deadline.async_wait([self = shared_from_this()](std::error_code ec) {
+      if (!ec && !self->authenticated_) {
+        fmt::print(stderr, "patio tcp: {} did not authenticate in time; closing\n", self->peer_);
+        self->close();
+      }
+    });
+    std::optional<handshake::server> server;
+    std::optional<handshake::client> client;
+    if (role_ == role::server) {
+      server.emplace(core_->options_.key);
+      send(server->start());
+    } else {
+      client.emplace(core_->options_.key);
+    }
+    frame::header h;
+    std::string payload;
+    while (co_await read_frame(h, payload)) {
+      const auto step = server ? server->on_frame(h, payload) : client->on_frame(h, payload);
+      if (!step.send.empty()) send(step.send);
+      if (step.failed) {
+        fmt::print(stderr, "patio tcp: authentication with {} failed: {}; closing\n", peer_, step.reason);
+        break;
+      }
+      if (step.done) {
+        authenticated_ = true;
+        deadline.cancel();
+        co_return true;
+      }
+    }
+    deadline.cancel();
+    co_return false;
+  }
+
+  static asio::awaitable<void> execute(std::shared_ptr<tcp_connection> self, std::uint32_t serial,
+                                       messages::request request) {
+    auto inv = request.invocation;
+    std::exception_ptr error = inv->error();
+    if (!error) {
+      try {
+        if (self->core_->closed_) throw closed_error(inv->name + ": the broker is closed");
+        const function* fn = self->core_->executor_.registry().find(inv->name);
+        if (!fn || !self->core_->executor_.runs_tasks()) throw no_route_error(inv->name + ": not offered by this side");
+        inv->target = fn->impl();
+        if (request.timeout_seconds)
+          inv->deadline = invocation::clock::now() + std::chrono::duration_cast<invocation::clock::duration>(
+                                                         std::chrono::duration<double>(*request.timeout_seconds));
+        co_await self->core_->executor_.execute(inv);
+        error = inv->error();
+      } catch (...) {
+        error = std::current_exception();
+      }
+    }
+    const auto reply =
+        error ? messages::error_frame(serial, record_of(error)) : messages::response_frame(serial, inv->result());
+    co_await asio::post(self->core_->strand_, asio::use_awaitable);
+    self->send(reply);
+  }
+
+  void on_reply(const frame::header& h, std::string_view payload) {
+    const auto it = pending_.find(h.serial);
+    if (it == pending_.end()) return;  // the caller gave up (timeout): nothing waits for it
+    auto inv = std::move(it->second);
+    pending_.erase(it);
+    messages::reply reply;
+    std::exception_ptr malformed;
+    try {
+      reply = messages::decode_reply(h.kind, payload);
+    } catch (...) {
+      malformed = std::current_exception();
+    }
+    if (malformed) {
+      invocation::fail(std::move(inv), malformed);
+      std::rethrow_exception(malformed);  // and the connection closes
+    }
+    if (reply.ok) {
+      try {
+        inv->set_object_result(reply.result);
+      } catch (...) {
+        inv->set_error(std::current_exception());
+      }
+    } else {
+      inv->set_error(exception_of(reply.error));
+    }
+    invocation::complete(std::move(inv));
+  }
+
+  std::shared_ptr<tcp_core> core_;
+  tcp::socket socket_;
+  role role_;
+  std::string peer_;
+  bool authenticated_ = false;
+  bool writing_ = false;
+  std::deque<std::string> outbox_;
+  std::uint32_t serial_ = 0;
+  std::unordered_map<std::uint32_t, std::shared_ptr<invocation>> pending_;
+  std::vector<std::string> names_;
+  bool live_ = false;
+
+  friend class tcp_core;
+};
+
+asio::awaitable<bool> tcp_connection::run(std::shared_ptr<tcp_connection> self) {
+  auto& core = *self->core_;
+  core.all_.push_back(self);
+  bool authenticated = false;
+  if (co_await self->authenticate()) {
+    authenticated = true;
+    self->send(messages::discover_request_frame());
+    frame::header h;
+    std::string payload;
+    try {
+      while (co_await self->read_frame(h, payload)) {
+        switch (h.kind) {
+          case frame::type::discover_request: self->send(messages::discover_response_frame(core.offered())); break;
+          case frame::type::discover_response:
+            self->names_ = messages::decode_discover_response(payload);
+            if (!self->live_) {
+              self->live_ = true;
+              core.became_live(self);
+            }
+            break;
+          case frame::type::request: {
+            auto request = messages::decode_request(payload);
+            asio::co_spawn(core.strand_, execute(self, h.serial, std::move(request)), asio::detached);
+            break;
+          }
+          case frame::type::response:
+          case frame::type::error: self->on_reply(h, payload); break;
+          default:
+            throw protocol_error(
+                fmt::format("unexpected packet type {} after authentication", static_cast<int>(h.kind)));
+        }
+      }
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "patio tcp: {}: {}; closing\n", self->peer_, e.what());
+    }
+  }
+  self->close();
+  core.ended(self);
+  co_return authenticated;
+}
+
+void tcp_core::became_live(const std::shared_ptr<tcp_connection>& c) {
+  live_.push_back(c);
+  live_count_ = live_.size();
+  for (auto* t : route_waiters_) t->cancel();  // wakes callers waiting for a route
+}
+
+void tcp_core::ended(const std::shared_ptr<tcp_connection>& c) {
+  std::erase(live_, c);
+  std::erase(all_, c);
+  live_count_ = live_.size();
+  // Calls in flight on it fail now, not at their timeout.
+  auto pending = std::move(c->pending_);
+  c->pending_.clear();
+  for (auto& [serial, inv] : pending) {
+    auto error = std::make_exception_ptr(
+        connection_error(fmt::format("{}: the connection to {} was lost", inv->name, c->peer_)));
+    invocation::fail(std::move(inv), std::move(error));
+  }
+}
+
+std::shared_ptr<tcp_connection> tcp_core::route(const std::string& name) {
+  const auto n = live_.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    auto& c = live_[(next_ + i) % n];
+    if (c->offers(name)) {
+      next_ = (next_ + i + 1) % n;
+      return c;
+    }
+  }
+  return nullptr;
+}
+
+void tcp_core::close_all() {
+  for (auto& a : acceptors_) {
+    std::error_code ignored;
+    a->close(ignored);
+  }
+  for (auto& t : reconnect_timers_) t->cancel();
+  for (auto& c : std::vector(all_)) c->close();
+  for (auto* t : route_waiters_) t->cancel();
+}
+
+asio::awaitable<void> tcp_core::accept_loop(std::shared_ptr<tcp_core> self, std::shared_ptr<tcp::acceptor> acceptor) {
+  while (!self->closed_) {
+    std::error_code ec;
+    tcp::socket socket(self->strand_);
+    co_await acceptor->async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (self->closed_ || ec == asio::error::operation_aborted) break;
+      continue;  // e.g. a connection reset before accept, or out of descriptors for a moment
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    auto c = std::make_shared<tcp_connection>(self, std::move(socket), tcp_connection::role::server);
+    asio::co_spawn(self->strand_, tcp_connection::run(std::move(c)), asio::detached);
+  }
+}
+
+asio::awaitable<void> tcp_core::connect_loop(std::shared_ptr<tcp_core> self, std::string host, std::uint16_t port) {
+  auto timer = std::make_shared<asio::steady_timer>(self->strand_);
+  self->reconnect_timers_.push_back(timer);
+  auto delay = self->options_.reconnect_delay;
+  tcp::resolver resolver(self->strand_);
+  while (!self->closed_) {
+    std::error_code ec;
+    auto endpoints =
+        co_await resolver.async_resolve(host, std::to_string(port), asio::redirect_error(asio::use_awaitable, ec));
+    bool authenticated = false;
+    if (!ec) {
+      tcp::socket socket(self->strand_);
+      co_await asio::async_connect(socket, endpoints, asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec && !self->closed_) {
+        socket.set_option(tcp::no_delay(true), ec);
+        auto c = std::make_shared<tcp_connection>(self, std::move(socket), tcp_connection::role::client);
+        authenticated = co_await tcp_connection::run(std::move(c));
+      }
+    }
+    if (self->closed_) break;
+    if (authenticated) delay = self->options_.reconnect_delay;
+    timer->expires_after(delay);
+    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (!authenticated) delay = std::min(delay * 2, self->options_.max_reconnect_delay);
+  }
+  std::erase(self->reconnect_timers_, timer);
+}
+
+}  // namespace detail
+
+// ---- tcp_broker_base --------------------------------------------------------
+
+tcp_broker_base::tcp_broker_base(asio::any_io_executor io, patio::executor& executor, tcp_options options)
+    : executor_(executor), core_(std::make_shared<detail::tcp_core>(std::move(io), executor, std::move(options))) {
+  executor_.registry().lock();
+  executor_.setup();
+}
+
+tcp_broker_base::~tcp_broker_base() {
+  if (!core_->closed_.exchange(true)) {
+    asio::post(core_->strand_, [core = core_] { core->close_all(); });
+    executor_.shutdown();
+    core_->closed_event_.set();
+  }
+}
+
+asio::awaitable<void> tcp_broker_base::close() {
+  if (core_->closed_.exchange(true)) co_return;
+  co_await asio::dispatch(core_->strand_, asio::use_awaitable);
+  core_->close_all();
+  executor_.shutdown();
+  core_->closed_event_.set();
+}
+
+asio::awaitable<void> tcp_broker_base::join() {
+  auto ex = co_await asio::this_coro::executor;
+  co_await core_->closed_event_.async_wait(ex, asio::use_awaitable);
+}
+
+std::size_t tcp_broker_base::connections() const { return core_->live_count_; }
+
+asio::awaitable<void> tcp_broker_base::dispatch(std::shared_ptr<detail::invocation> inv, call_options options) {
+  using clock = detail::invocation::clock;
+  inv->caller_executor = co_await asio::this_coro::executor;
+  if (options.timeout) inv->deadline = clock::now() + *options.timeout;
+  std::optional<double> timeout_seconds;
+  if (options.timeout) timeout_seconds = std::chrono::duration<double>(*options.timeout).count();
+
+  auto core = core_;
+  for (;;) {
+    // Broker state lives on the strand: enter it before every look.
+    co_await asio::dispatch(core->strand_, asio::use_awaitable);
+    if (core->closed_) throw closed_error(inv->name + ": the broker is closed");
+    if (auto c = core->route(inv->name)) {
+      c->call(inv, timeout_seconds);
+      break;
+    }
+    if (clock::now() >= inv->deadline) throw no_route_error(inv->name + ": no connected peer offers this function");
+    // Wait for a connection to come up (patio's behaviour), until the deadline.
+    asio::steady_timer wait(core->strand_, inv->deadline);
+    core->route_waiters_.push_back(&wait);
+    std::error_code ignored;
+    co_await wait.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    co_await asio::dispatch(core->strand_, asio::use_awaitable);
+    std::erase(core->route_waiters_, &wait);
+  }
+  co_await inv->async_wait(asio::use_awaitable);
+}
+
+// ---- server and client ------------------------------------------------------
+
+tcp_server_broker::tcp_server_broker(asio::any_io_executor io, patio::executor& executor, tcp_options options)
+    : tcp_broker_base(std::move(io), executor, std::move(options)) {}
+
+std::uint16_t tcp_server_broker::listen(std::string_view address, std::uint16_t port) {
+  using asio::ip::tcp;
+  const tcp::endpoint endpoint(asio::ip::make_address(address), port);
+  auto acceptor = std::make_shared<tcp::acceptor>(core_->strand_);
+  acceptor->open(endpoint.protocol());
+  acceptor->set_option(tcp::acceptor::reuse_address(true));
+  if (endpoint.address().is_v6()) acceptor->set_option(asio::ip::v6_only(true));
+  acceptor->bind(endpoint);
+  acceptor->listen();
+  const auto bound = acceptor->local_endpoint().port();
+  asio::post(core_->strand_, [core = core_, acceptor] { core->acceptors_.push_back(acceptor); });
+  asio::co_spawn(core_->strand_, detail::tcp_core::accept_loop(core_, acceptor), asio::detached);
+  return bound;
+}
+
+tcp_client_broker::tcp_client_broker(asio::any_io_executor io, patio::executor& executor, tcp_options options)
+    : tcp_broker_base(std::move(io), executor, std::move(options)) {}
+
+void tcp_client_broker::connect(std::string host, std::uint16_t port) {
+  asio::co_spawn(core_->strand_, detail::tcp_core::connect_loop(core_, std::move(host), port), asio::detached);
+}
+
+}  // namespace patio
