@@ -6,20 +6,12 @@ namespace patio::detail::messages {
 namespace {
 
 msgpack::object_handle unpack(std::string_view payload, const char* what) {
-  try {
-    return msgpack::unpack(payload.data(), payload.size());
-  } catch (const std::exception& e) {
-    throw protocol_error(std::string(what) + ": undecodable payload: " + e.what());
-  }
+  return protocol_unpack(payload.data(), payload.size(), what);
 }
 
 template <class T>
 T field(const msgpack::object& o, const char* what) {
-  try {
-    return o.as<T>();
-  } catch (const std::exception&) {
-    throw protocol_error(std::string("bad field: ") + what);
-  }
+  return protocol_field<T>(o, what);
 }
 
 std::string frame_of(frame::type kind, std::uint32_t serial, const msgpack::sbuffer& payload) {

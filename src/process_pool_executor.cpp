@@ -436,15 +436,7 @@ class process_pool : public std::enable_shared_from_this<process_pool> {
       try {
         auto reply = worker_protocol::decode_reply(payload.data(), payload.size());
         if (reply.id != id) throw protocol_error("worker protocol: reply to another request");
-        if (reply.ok) {
-          try {
-            inv->set_object_result(reply.result);
-          } catch (...) {
-            inv->set_error(std::current_exception());
-          }
-        } else {
-          inv->set_error(exception_of(reply.error));
-        }
+        set_reply(*inv, reply.ok, reply.result, reply.error);
         s.current.reset();
         invocation::complete(std::move(inv));
         co_return;

@@ -239,15 +239,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
       invocation::fail(std::move(inv), malformed);
       std::rethrow_exception(malformed);  // and the connection closes
     }
-    if (reply.ok) {
-      try {
-        inv->set_object_result(reply.result);
-      } catch (...) {
-        inv->set_error(std::current_exception());
-      }
-    } else {
-      inv->set_error(exception_of(reply.error));
-    }
+    set_reply(*inv, reply.ok, reply.result, reply.error);
     invocation::complete(std::move(inv));
   }
 

@@ -24,6 +24,26 @@ error_record record_of(std::exception_ptr error) {
   }
 }
 
+void set_reply(invocation& inv, bool ok, const msgpack::object& result, const error_record& record) noexcept {
+  if (!ok) {
+    inv.set_error(exception_of(record));
+    return;
+  }
+  try {
+    inv.set_object_result(result);
+  } catch (...) {
+    inv.set_error(std::current_exception());
+  }
+}
+
+msgpack::object_handle protocol_unpack(const char* data, std::size_t size, std::string_view what) {
+  try {
+    return msgpack::unpack(data, size);
+  } catch (const std::exception& e) {
+    throw protocol_error(std::string(what) + ": undecodable payload: " + e.what());
+  }
+}
+
 std::exception_ptr exception_of(const error_record& record) {
   try {
     throw_error(record.code, record.message, record.type_name);
@@ -39,11 +59,7 @@ namespace patio::detail::worker_protocol {
 namespace {
 
 msgpack::object_handle unpack(const char* data, std::size_t size) {
-  try {
-    return msgpack::unpack(data, size);
-  } catch (const std::exception& e) {
-    throw protocol_error(std::string("worker protocol: undecodable frame: ") + e.what());
-  }
+  return protocol_unpack(data, size, "worker protocol");
 }
 
 const msgpack::object_array& message(const msgpack::object& o, kind expected, std::uint32_t fields) {
@@ -56,11 +72,7 @@ const msgpack::object_array& message(const msgpack::object& o, kind expected, st
 
 template <class T>
 T field(const msgpack::object& o, const char* what) {
-  try {
-    return o.as<T>();
-  } catch (const std::exception&) {
-    throw protocol_error(std::string("worker protocol: bad field: ") + what);
-  }
+  return protocol_field<T>(o, std::string("worker protocol: ") + what);
 }
 
 }  // namespace

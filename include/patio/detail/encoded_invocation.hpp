@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <exception>
 #include <string>
+#include <string_view>
 
 namespace patio::detail {
 
@@ -24,6 +25,23 @@ error_record record_of(std::exception_ptr error);
 
 /// The exception the calling side raises for `record`.
 std::exception_ptr exception_of(const error_record& record);
+
+/// Puts a reply into `inv`: the result converted to what the caller wants
+/// (a failed conversion becomes the error), or the error of `record`.
+void set_reply(invocation& inv, bool ok, const msgpack::object& result, const error_record& record) noexcept;
+
+/// Unpacks a received payload. @throws patio::protocol_error naming `what`.
+msgpack::object_handle protocol_unpack(const char* data, std::size_t size, std::string_view what);
+
+/// A received field as T. @throws patio::protocol_error naming `what`.
+template <class T>
+T protocol_field(const msgpack::object& o, std::string_view what) {
+  try {
+    return o.as<T>();
+  } catch (const std::exception&) {
+    throw protocol_error("bad field: " + std::string(what));
+  }
+}
 
 /// An invocation that arrived encoded (from another process or machine):
 /// arguments are a MessagePack array in its own zone, the result is packed
