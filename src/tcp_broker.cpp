@@ -16,6 +16,7 @@
 #include <asio/post.hpp>
 #include <asio/read.hpp>
 #include <asio/redirect_error.hpp>
+#include <asio/ssl.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <asio/this_coro.hpp>
@@ -26,7 +27,9 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <stdexcept>
 #include <unordered_map>
+#include <variant>
 
 namespace patio {
 
@@ -35,6 +38,33 @@ namespace detail {
 namespace {
 using asio::ip::tcp;
 using namespace std::chrono_literals;
+
+/// A TLS context as `tls` asks, for a server or a client.
+/// @throws std::system_error naming the file that failed to load.
+asio::ssl::context make_ssl_context(const tls_options& tls, bool server) {
+  asio::ssl::context ctx(server ? asio::ssl::context::tls_server : asio::ssl::context::tls_client);
+  ctx.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                  asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  if (!tls.certificate_chain_file.empty()) ctx.use_certificate_chain_file(tls.certificate_chain_file);
+  if (!tls.private_key_file.empty()) ctx.use_private_key_file(tls.private_key_file, asio::ssl::context::pem);
+  if (server) {
+    if (tls.certificate_chain_file.empty() || tls.private_key_file.empty())
+      throw std::invalid_argument("TLS server: certificate_chain_file and private_key_file are required");
+    if (tls.require_client_certificate) {
+      if (tls.ca_file.empty()) throw std::invalid_argument("TLS server: client certificates need a ca_file");
+      ctx.load_verify_file(tls.ca_file);
+      ctx.set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+    }
+  } else {
+    if (tls.ca_file.empty())
+      ctx.set_default_verify_paths();
+    else
+      ctx.load_verify_file(tls.ca_file);
+    ctx.set_verify_mode(asio::ssl::verify_peer);
+    if (!tls.server_name.empty()) ctx.set_verify_callback(asio::ssl::host_name_verification(tls.server_name));
+  }
+  return ctx;
+}
 
 std::string describe(const tcp::socket& s) {
   std::error_code ec;
@@ -48,8 +78,10 @@ class tcp_connection;
 
 class tcp_core : public std::enable_shared_from_this<tcp_core> {
  public:
-  tcp_core(asio::any_io_executor io, patio::executor& executor, tcp_options options)
-      : strand_(asio::make_strand(io)), executor_(executor), options_(std::move(options)) {}
+  tcp_core(asio::any_io_executor io, patio::executor& executor, tcp_options options, bool server)
+      : strand_(asio::make_strand(io)), executor_(executor), options_(std::move(options)), server_(server) {
+    if (options_.tls) ssl_.emplace(make_ssl_context(*options_.tls, server));
+  }
 
   asio::strand<asio::any_io_executor> strand_;
   patio::executor& executor_;
@@ -60,6 +92,8 @@ class tcp_core : public std::enable_shared_from_this<tcp_core> {
   std::vector<std::shared_ptr<asio::steady_timer>> reconnect_timers_;  // on the strand
   std::vector<asio::steady_timer*> route_waiters_;                     // on the strand; cancelled when a route appears
   std::size_t next_ = 0;                                               // round-robin position
+  bool server_;
+  std::optional<asio::ssl::context> ssl_;  // set for TLS
   std::atomic<bool> closed_{false};
   std::atomic<std::size_t> live_count_{0};
   event closed_event_;
@@ -83,7 +117,20 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   enum class role { server, client };
 
   tcp_connection(std::shared_ptr<tcp_core> core, tcp::socket socket, role r)
-      : core_(std::move(core)), socket_(std::move(socket)), role_(r), peer_(describe(socket_)) {}
+      : core_(std::move(core)),
+        stream_(std::in_place_index<0>, std::move(socket)),
+        role_(r),
+        peer_(describe(lowest())) {
+    if (core_->ssl_) {
+      auto plain = std::move(std::get<tcp::socket>(stream_));
+      auto& tls = stream_.emplace<tls_stream>(std::move(plain), *core_->ssl_);
+      const auto& name = core_->options_.tls->server_name;
+      // SNI; SSL_set_tlsext_host_name without its C cast.
+      if (r == role::client && !name.empty())
+        SSL_ctrl(tls.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                 const_cast<char*>(name.c_str()));
+    }
+  }
 
   /// Runs the connection until it ends. @returns whether it authenticated.
   static asio::awaitable<bool> run(std::shared_ptr<tcp_connection> self);
@@ -98,8 +145,8 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
 
   void close() {
     std::error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
-    socket_.close(ignored);
+    lowest().shutdown(tcp::socket::shutdown_both, ignored);
+    lowest().close(ignored);
   }
 
   /// Sends `inv` as a REQUEST and remembers it until its reply.
@@ -129,7 +176,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
         self->outbox_.pop_front();
       }
       std::error_code ec;
-      co_await asio::async_write(self->socket_, asio::buffer(batch), asio::redirect_error(asio::use_awaitable, ec));
+      ec = co_await self->write(asio::buffer(batch));
       if (ec) {
         self->outbox_.clear();
         self->close();
@@ -143,7 +190,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   asio::awaitable<bool> read_frame(frame::header& h, std::string& payload) {
     unsigned char header[frame::header_size];
     std::error_code ec;
-    co_await asio::async_read(socket_, asio::buffer(header), asio::redirect_error(asio::use_awaitable, ec));
+    ec = co_await read(asio::buffer(header));
     if (ec) co_return false;
     const auto max = authenticated_ ? core_->options_.max_payload : handshake::max_payload;
     switch (frame::decode(header, max, authenticated_, h)) {
@@ -159,7 +206,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
         co_return false;
     }
     payload.resize(h.payload_size);
-    co_await asio::async_read(socket_, asio::buffer(payload), asio::redirect_error(asio::use_awaitable, ec));
+    ec = co_await read(asio::buffer(payload));
     co_return !ec;
   }
 
@@ -171,6 +218,17 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
         self->close();
       }
     });
+    if (auto* tls = std::get_if<tls_stream>(&stream_)) {
+      std::error_code ec;
+      co_await tls->async_handshake(
+          role_ == role::server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
+          asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        fmt::print(stderr, "patio tcp: TLS handshake with {} failed: {}; closing\n", peer_, ec.message());
+        deadline.cancel();
+        co_return false;
+      }
+    }
     std::optional<handshake::server> server;
     std::optional<handshake::client> client;
     if (role_ == role::server) {
@@ -244,7 +302,32 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   }
 
   std::shared_ptr<tcp_core> core_;
-  tcp::socket socket_;
+  using tls_stream = asio::ssl::stream<tcp::socket>;
+
+  tcp::socket& lowest() {
+    if (auto* plain = std::get_if<tcp::socket>(&stream_)) return *plain;
+    return std::get<tls_stream>(stream_).next_layer();
+  }
+
+  asio::awaitable<std::error_code> read(asio::mutable_buffer b) {
+    std::error_code ec;
+    if (auto* plain = std::get_if<tcp::socket>(&stream_))
+      co_await asio::async_read(*plain, b, asio::redirect_error(asio::use_awaitable, ec));
+    else
+      co_await asio::async_read(std::get<tls_stream>(stream_), b, asio::redirect_error(asio::use_awaitable, ec));
+    co_return ec;
+  }
+
+  asio::awaitable<std::error_code> write(asio::const_buffer b) {
+    std::error_code ec;
+    if (auto* plain = std::get_if<tcp::socket>(&stream_))
+      co_await asio::async_write(*plain, b, asio::redirect_error(asio::use_awaitable, ec));
+    else
+      co_await asio::async_write(std::get<tls_stream>(stream_), b, asio::redirect_error(asio::use_awaitable, ec));
+    co_return ec;
+  }
+
+  std::variant<tcp::socket, tls_stream> stream_;
   role role_;
   std::string peer_;
   bool authenticated_ = false;
@@ -388,8 +471,9 @@ asio::awaitable<void> tcp_core::connect_loop(std::shared_ptr<tcp_core> self, std
 
 // ---- tcp_broker_base --------------------------------------------------------
 
-tcp_broker_base::tcp_broker_base(asio::any_io_executor io, patio::executor& executor, tcp_options options)
-    : executor_(executor), core_(std::make_shared<detail::tcp_core>(std::move(io), executor, std::move(options))) {
+tcp_broker_base::tcp_broker_base(asio::any_io_executor io, patio::executor& executor, tcp_options options, bool server)
+    : executor_(executor),
+      core_(std::make_shared<detail::tcp_core>(std::move(io), executor, std::move(options), server)) {
   executor_.registry().lock();
   executor_.setup();
 }
@@ -448,7 +532,7 @@ asio::awaitable<void> tcp_broker_base::dispatch(std::shared_ptr<detail::invocati
 // ---- server and client ------------------------------------------------------
 
 tcp_server_broker::tcp_server_broker(asio::any_io_executor io, patio::executor& executor, tcp_options options)
-    : tcp_broker_base(std::move(io), executor, std::move(options)) {}
+    : tcp_broker_base(std::move(io), executor, std::move(options), true) {}
 
 std::uint16_t tcp_server_broker::listen(std::string_view address, std::uint16_t port) {
   using asio::ip::tcp;
@@ -466,7 +550,7 @@ std::uint16_t tcp_server_broker::listen(std::string_view address, std::uint16_t 
 }
 
 tcp_client_broker::tcp_client_broker(asio::any_io_executor io, patio::executor& executor, tcp_options options)
-    : tcp_broker_base(std::move(io), executor, std::move(options)) {}
+    : tcp_broker_base(std::move(io), executor, std::move(options), false) {}
 
 void tcp_client_broker::connect(std::string host, std::uint16_t port) {
   asio::co_spawn(core_->strand_, detail::tcp_core::connect_loop(core_, std::move(host), port), asio::detached);

@@ -114,6 +114,15 @@ std::set<std::int64_t> serving_pids(patio::process_pool_executor& pool, std::siz
   return {pids.begin(), pids.end()};
 }
 
+/// Distinct workers answering at once, asked until all `n` answer: a worker
+/// still starting (slow under a sanitizer) leaves its call to another.
+/// Bounded: returns what it saw last.
+std::set<std::int64_t> full_pool(patio::process_pool_executor& pool, std::size_t n) {
+  std::set<std::int64_t> pids;
+  for (int attempt = 0; attempt < 50 && pids.size() < n; ++attempt) pids = serving_pids(pool, n, 200);
+  return pids;
+}
+
 /// 1 when a segfaulting task fails with worker_crashed_error.
 asio::awaitable<std::int64_t> crash_caught(patio::process_pool_executor* pool) {
   try {
@@ -144,7 +153,7 @@ void register_process_tasks(patio::registry& rpc) {
 int orphan_parent_mode(patio::registry& rpc) {
   if (!std::getenv("PATIO_TEST_ORPHAN_PARENT")) return -1;
   patio::process_pool_executor pool{rpc, 2};
-  auto pids = serving_pids(pool, 2, 50);
+  auto pids = full_pool(pool, 2);
   for (auto pid : pids) std::printf("%lld\n", static_cast<long long>(pid));
   std::fflush(stdout);
   for (;;) ::pause();  // until the test kills this process
@@ -199,7 +208,7 @@ TEST_CASE("process pool: a crashing task fails its call, and the pool recovers t
   patio::registry rpc;
   patio::test::register_process_tasks(rpc);
   patio::process_pool_executor pool{rpc, 2};
-  const auto before = serving_pids(pool, 2);
+  const auto before = full_pool(pool, 2);
   REQUIRE(before.size() == 2);
 
   SECTION("segfault") {
@@ -235,7 +244,7 @@ TEST_CASE("process pool: a crashing task fails its call, and the pool recovers t
     std::remove(path.c_str());
   }
   // Full size again: as many distinct workers answer as the pool has.
-  const auto after = serving_pids(pool, 2);
+  const auto after = full_pool(pool, 2);
   CHECK(after.size() == 2);
   CHECK(pool.worker_pids().size() == 2);
 }
@@ -247,7 +256,7 @@ TEST_CASE("process pool: a crash leaves calls running on other workers alone", "
   patio::registry rpc;
   patio::test::register_process_tasks(rpc);
   patio::process_pool_executor pool{rpc, 2};
-  REQUIRE(serving_pids(pool, 2, 10).size() == 2);
+  REQUIRE(full_pool(pool, 2).size() == 2);
 
   std::vector<asio::awaitable<std::int64_t>> calls;
   calls.push_back(pool.submit<std::int64_t>("pid_after", 300));
@@ -301,7 +310,7 @@ TEST_CASE("process pool: shutdown fails calls in flight and leaves no child behi
   patio::registry rpc;
   patio::test::register_process_tasks(rpc);
   auto pool = std::make_unique<patio::process_pool_executor>(rpc, 2);
-  auto pids = serving_pids(*pool, 2, 10);
+  auto pids = full_pool(*pool, 2);
   REQUIRE(pids.size() == 2);
   const auto workers = pool->worker_pids();
 

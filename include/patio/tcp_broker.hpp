@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,27 @@ class tcp_core;
 
 /// patio's default port.
 inline constexpr std::uint16_t default_port = 15383;
+
+/// TLS for a TCP broker (OpenSSL through asio::ssl; TLS 1.2 or later).
+/// Files are PEM.
+struct tls_options {
+  /// Server: its certificate chain and key (required). Client: its own, for
+  /// mutual TLS (optional).
+  std::string certificate_chain_file{};
+  std::string private_key_file{};
+
+  /// The CA that signed the peer: a client verifies the server against it
+  /// (empty: the system's default CAs); a server that requires client
+  /// certificates verifies them against it.
+  std::string ca_file{};
+
+  /// Server: refuse clients without a certificate signed by ca_file.
+  bool require_client_certificate = false;
+
+  /// Client: the host name the server's certificate must name (also sent as
+  /// SNI); empty to skip the name check (the chain is still verified).
+  std::string server_name{};
+};
 
 /// Options of the TCP brokers. Defaults follow patio where it has one.
 struct tcp_options {
@@ -42,6 +64,10 @@ struct tcp_options {
   /// connection that authenticated.
   std::chrono::milliseconds reconnect_delay{1'000};
   std::chrono::milliseconds max_reconnect_delay{30'000};
+
+  /// TLS on every connection when set; plain TCP otherwise. The shared key
+  /// is checked inside TLS as well.
+  std::optional<tls_options> tls{};
 };
 
 /// The calling and serving state shared by both TCP brokers.
@@ -71,7 +97,7 @@ class tcp_broker_base {
   asio::awaitable<void> dispatch(std::shared_ptr<detail::invocation> inv, call_options options);
 
  protected:
-  tcp_broker_base(asio::any_io_executor io, patio::executor& executor, tcp_options options);
+  tcp_broker_base(asio::any_io_executor io, patio::executor& executor, tcp_options options, bool server);
   ~tcp_broker_base();
 
   patio::executor& executor_;
