@@ -23,9 +23,7 @@ std::exception_ptr shut_down_error(const std::string& name) {
       executor_refused_error(name + ": the executor was shut down before the task ran", errc::shut_down));
 }
 
-/// A queued call nobody waits for any more: it will never run, so it must
-/// not hold a place in a full queue.
-bool is_dead(const std::shared_ptr<detail::invocation>& inv) { return inv->abandoned() || inv->expired(); }
+bool is_dead(const std::shared_ptr<detail::invocation>& inv) { return inv->dead(); }
 
 void set_deadline(detail::invocation& inv, const call_options& options) {
   if (options.timeout) inv.deadline = detail::invocation::clock::now() + *options.timeout;
@@ -92,7 +90,7 @@ void task_limiter::spawn(std::shared_ptr<invocation> inv) {
   // A queued call may have been abandoned between finished() taking it and
   // this post running: it must still never start. (Both this and abandon()
   // run on the caller's executor, so nothing slips in after the check.)
-  if (inv->abandoned() || inv->expired()) {
+  if (inv->dead()) {
     finished(inv);
     return;
   }
@@ -112,7 +110,7 @@ void task_limiter::finished(const std::shared_ptr<invocation>& inv) {
       auto candidate = std::move(queue_.front());
       queue_.pop_front();
       // An abandoned or expired call is never started.
-      if (candidate->abandoned() || candidate->expired()) continue;
+      if (candidate->dead()) continue;
       next = std::move(candidate);
       break;
     }
@@ -205,7 +203,7 @@ void thread_pool_executor::work() {
       queue_.pop_front();
     }
     // An abandoned or expired call is never started.
-    if (inv->abandoned() || inv->expired()) continue;
+    if (inv->dead()) continue;
     inv->target->invoke(*inv);
     detail::invocation::complete(std::move(inv));
   }

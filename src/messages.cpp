@@ -21,16 +21,10 @@ std::string frame_of(frame::type kind, std::uint32_t serial, const msgpack::sbuf
 }  // namespace
 
 std::string request_frame(std::uint32_t serial, invocation& inv, std::optional<double> timeout_seconds) {
-  msgpack::zone zone(zone_chunk_size);
   msgpack::sbuffer out;
   msgpack::packer<msgpack::sbuffer> p(out);
   p.pack_array(4);
-  p.pack(inv.name);
-  p.pack(inv.args_object(zone));
-  if (const kwargs* kw = inv.keywords())
-    p.pack(kwargs_object(*kw, zone));
-  else
-    p.pack_map(0);
+  pack_call(p, inv);
   if (timeout_seconds)
     p.pack(*timeout_seconds);
   else

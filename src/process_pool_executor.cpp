@@ -51,7 +51,7 @@ std::string describe_status(int status) {
   return "ended";
 }
 
-bool dead(const std::shared_ptr<invocation>& inv) { return inv->abandoned() || inv->expired(); }
+bool dead(const std::shared_ptr<invocation>& inv) { return inv->dead(); }
 
 }  // namespace
 

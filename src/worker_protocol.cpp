@@ -36,6 +36,16 @@ void set_reply(invocation& inv, bool ok, const msgpack::object& result, const er
   }
 }
 
+void pack_call(msgpack::packer<msgpack::sbuffer>& p, invocation& inv) {
+  msgpack::zone zone(zone_chunk_size);
+  p.pack(inv.name);
+  p.pack(inv.args_object(zone));
+  if (const kwargs* kw = inv.keywords())
+    p.pack(kwargs_object(*kw, zone));
+  else
+    p.pack_map(0);
+}
+
 msgpack::object_handle protocol_unpack(const char* data, std::size_t size, std::string_view what) {
   try {
     return msgpack::unpack(data, size);
@@ -105,18 +115,12 @@ msgpack::sbuffer encode_hello(std::int64_t pid) {
 }
 
 msgpack::sbuffer encode_request(std::uint64_t id, invocation& inv) {
-  msgpack::zone zone(zone_chunk_size);
   msgpack::sbuffer out;
   msgpack::packer<msgpack::sbuffer> p(out);
   p.pack_array(5);
   p.pack(static_cast<std::uint8_t>(kind::request));
   p.pack(id);
-  p.pack(inv.name);
-  p.pack(inv.args_object(zone));
-  if (const kwargs* kw = inv.keywords())
-    p.pack(kwargs_object(*kw, zone));
-  else
-    p.pack_map(0);
+  pack_call(p, inv);
   return out;
 }
 

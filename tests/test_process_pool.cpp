@@ -472,3 +472,21 @@ TEST_CASE("worker protocol: frames and messages decode as encoded; bad input is 
     CHECK(refused.invocation->has_error());
   }
 }
+
+TEST_CASE("process pool: a worker program that never serves fails calls by timeout, and shutdown still returns",
+          "[process_pool]") {
+  patio::registry rpc;
+  patio::test::register_process_tasks(rpc);
+  SECTION("a program that exits at once") {
+    patio::process_pool_executor pool{rpc, {.max_workers = 1, .program = "/bin/true"}};
+    CHECK_THROWS_AS(patio::test::run(pool.submit({.timeout = 300ms}, "mul", 1, 2)), patio::timeout_error);
+    const auto start = std::chrono::steady_clock::now();
+    pool.shutdown();
+    CHECK(std::chrono::steady_clock::now() - start < 5s);
+    CHECK(pool.worker_pids().empty());
+  }
+  SECTION("a program that does not exist") {
+    patio::process_pool_executor pool{rpc, {.max_workers = 1, .program = "/nonexistent/patio-worker"}};
+    CHECK_THROWS_AS(patio::test::run(pool.submit({.timeout = 300ms}, "mul", 1, 2)), patio::timeout_error);
+  }
+}

@@ -243,6 +243,31 @@ TEST_CASE("tcp: calls in flight fail at once when the connection drops, and the 
   patio::test::run(io, test());
 }
 
+TEST_CASE("tcp: a frame over max_payload closes that connection and fails its call", "[tcp]") {
+  asio::io_context io;
+  serving_side server_side;
+  patio::tcp_server_broker server{io.get_executor(), server_side.executor, {.max_payload = 1024}};
+  const auto port = server.listen("127.0.0.1", 0);
+  calling_side client_side;
+  patio::tcp_client_broker client{io.get_executor(), client_side.executor};
+  client.connect("127.0.0.1", port);
+
+  auto test = [&]() -> asio::awaitable<void> {
+    CHECK(co_await client.call<std::int64_t>({.timeout = 5s}, "mul", 2, 3) == 6);
+    const std::string big(4096, 'x');
+    try {
+      co_await client.call({.timeout = 5s}, "fail", big);
+      FAIL("an oversized request went through");
+    } catch (const patio::connection_error&) {
+    }
+    // The client reconnects, and small calls go through again.
+    CHECK(co_await client.call<std::int64_t>({.timeout = 5s}, "mul", 3, 3) == 9);
+    co_await client.close();
+    co_await server.close();
+  };
+  patio::test::run(io, test());
+}
+
 TEST_CASE("tcp: calls go round-robin among the servers that offer the function", "[tcp]") {
   asio::io_context io;
   serving_side a_side{"a"}, b_side{"b"};

@@ -30,6 +30,10 @@ std::exception_ptr exception_of(const error_record& record);
 /// (a failed conversion becomes the error), or the error of `record`.
 void set_reply(invocation& inv, bool ok, const msgpack::object& result, const error_record& record) noexcept;
 
+/// Packs what a call carries: its name, its positional arguments (an
+/// array) and its keyword arguments (a map, empty when none).
+void pack_call(msgpack::packer<msgpack::sbuffer>& p, invocation& inv);
+
 /// Unpacks a received payload. @throws patio::protocol_error naming `what`.
 msgpack::object_handle protocol_unpack(const char* data, std::size_t size, std::string_view what);
 

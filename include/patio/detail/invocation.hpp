@@ -113,6 +113,10 @@ class invocation : public std::enable_shared_from_this<invocation> {
 
   [[nodiscard]] bool expired() const noexcept { return clock::now() >= deadline; }
 
+  /// Nobody waits for it any more, or its deadline passed: it must never
+  /// start, nor hold a place in a queue.
+  [[nodiscard]] bool dead() const noexcept { return abandoned() || expired(); }
+
   /// Called once by the executing side after the result or error is set.
   ///
   /// Takes the executing side's reference: when the caller resumes, the
