@@ -1,10 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include <patio/detail/event.hpp>
+#include <patio/detail/post.hpp>
 
 #include <asio/error.hpp>
-#include <asio/execution/outstanding_work.hpp>
-#include <asio/post.hpp>
-#include <asio/prefer.hpp>
 
 #include <algorithm>
 
@@ -12,10 +10,7 @@ namespace patio::detail {
 
 namespace {
 void post_completion(std::unique_ptr<waiter_base> w, asio::cancellation_slot slot, std::exception_ptr error) {
-  auto ex = w->executor();
-  // Work until post() returns: see invocation::deliver.
-  const auto work = asio::prefer(ex, asio::execution::outstanding_work.tracked);
-  asio::post(ex, [w = std::move(w), slot, error = std::move(error)]() mutable {
+  post_tracked(w->executor(), [w = std::move(w), slot, error = std::move(error)]() mutable {
     if (slot.is_connected()) slot.clear();
     w->complete(std::move(error));
   });

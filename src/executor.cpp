@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <patio/async_executor.hpp>
+#include <patio/detail/post.hpp>
 #include <patio/detail/task_limiter.hpp>
 #include <patio/executor.hpp>
 #include <patio/null_executor.hpp>
@@ -121,7 +122,7 @@ void task_limiter::finished(const std::shared_ptr<invocation>& inv) {
   }
   // The next task may belong to a caller on another executor: start it there,
   // where its cancellation is emitted too.
-  if (next) asio::post(next->caller_executor, [self = shared_from_this(), next] { self->spawn(next); });
+  if (next) detail::post_tracked(next->caller_executor, [self = shared_from_this(), next] { self->spawn(next); });
 }
 
 void task_limiter::shutdown() {
@@ -139,7 +140,7 @@ void task_limiter::shutdown() {
     invocation::fail(std::move(inv), std::move(error));
   }
   for (auto& inv : active) {
-    asio::post(inv->caller_executor, [inv] { inv->task_cancel.emit(asio::cancellation_type::terminal); });
+    detail::post_tracked(inv->caller_executor, [inv] { inv->task_cancel.emit(asio::cancellation_type::terminal); });
   }
 }
 

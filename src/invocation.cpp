@@ -1,10 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include <patio/detail/invocation.hpp>
+#include <patio/detail/post.hpp>
 
 #include <asio/error.hpp>
-#include <asio/execution/outstanding_work.hpp>
-#include <asio/post.hpp>
-#include <asio/prefer.hpp>
 
 namespace patio::detail {
 
@@ -54,15 +52,10 @@ void invocation::complete(std::shared_ptr<invocation>&& self) noexcept {
 
 void invocation::deliver(std::shared_ptr<invocation> self, std::unique_ptr<waiter_base> w,
                          std::exception_ptr error) noexcept {
-  auto ex = w->executor();
-  // Counted as work until post() has returned: a worker thread is still
-  // inside post() when the caller may already run the completion, and the
-  // caller's io_context must not stop (and be destroyed) under it.
-  const auto work = asio::prefer(ex, asio::execution::outstanding_work.tracked);
   // Always through the caller's executor: the caller resumes there, never
   // inside the task's stack or on a worker thread, and the timer and the
   // cancellation slot are only touched there.
-  asio::post(ex, [self = std::move(self), w = std::move(w), error = std::move(error)]() mutable {
+  post_tracked(w->executor(), [self = std::move(self), w = std::move(w), error = std::move(error)]() mutable {
     if (auto timer = self->timer_.lock()) timer->timer.cancel();
     if (self->slot_.is_connected()) self->slot_.clear();
     w->complete(std::move(error));

@@ -5,6 +5,7 @@
 #include <patio/detail/frame.hpp>
 #include <patio/detail/handshake.hpp>
 #include <patio/detail/messages.hpp>
+#include <patio/detail/post.hpp>
 #include <patio/tcp_broker.hpp>
 
 #include <asio/co_spawn.hpp>
@@ -92,6 +93,7 @@ class tcp_core : public std::enable_shared_from_this<tcp_core> {
   std::vector<std::shared_ptr<asio::steady_timer>> reconnect_timers_;  // on the strand
   std::vector<asio::steady_timer*> route_waiters_;                     // on the strand; cancelled when a route appears
   std::size_t next_ = 0;                                               // round-robin position
+  std::atomic<std::uint32_t> first_serial_{0};                         // see set_last_serial
   bool server_;
   std::optional<asio::ssl::context> ssl_;  // set for TLS
   std::atomic<bool> closed_{false};
@@ -120,7 +122,8 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
       : core_(std::move(core)),
         stream_(std::in_place_index<0>, std::move(socket)),
         role_(r),
-        peer_(describe(lowest())) {
+        peer_(describe(lowest())),
+        serial_(core_->first_serial_) {
     if (core_->ssl_) {
       auto plain = std::move(std::get<tcp::socket>(stream_));
       auto& tls = stream_.emplace<tls_stream>(std::move(plain), *core_->ssl_);
@@ -155,7 +158,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     const auto serial = serial_;
     send(messages::request_frame(serial, *inv, timeout_seconds));
     inv->on_abandon = [weak = weak_from_this(), serial, strand = core_->strand_] {
-      asio::post(strand, [weak, serial] {
+      detail::post_tracked(strand, [weak, serial] {
         if (auto self = weak.lock()) self->pending_.erase(serial);
       });
     };
@@ -467,6 +470,8 @@ asio::awaitable<void> tcp_core::connect_loop(std::shared_ptr<tcp_core> self, std
   std::erase(self->reconnect_timers_, timer);
 }
 
+void set_last_serial(tcp_broker_base& broker, std::uint32_t serial) { broker.core_->first_serial_ = serial; }
+
 }  // namespace detail
 
 // ---- tcp_broker_base --------------------------------------------------------
@@ -480,7 +485,7 @@ tcp_broker_base::tcp_broker_base(asio::any_io_executor io, patio::executor& exec
 
 tcp_broker_base::~tcp_broker_base() {
   if (!core_->closed_.exchange(true)) {
-    asio::post(core_->strand_, [core = core_] { core->close_all(); });
+    detail::post_tracked(core_->strand_, [core = core_] { core->close_all(); });
     executor_.shutdown();
     core_->closed_event_.set();
   }
@@ -544,7 +549,7 @@ std::uint16_t tcp_server_broker::listen(std::string_view address, std::uint16_t 
   acceptor->bind(endpoint);
   acceptor->listen();
   const auto bound = acceptor->local_endpoint().port();
-  asio::post(core_->strand_, [core = core_, acceptor] { core->acceptors_.push_back(acceptor); });
+  detail::post_tracked(core_->strand_, [core = core_, acceptor] { core->acceptors_.push_back(acceptor); });
   asio::co_spawn(core_->strand_, detail::tcp_core::accept_loop(core_, acceptor), asio::detached);
   return bound;
 }

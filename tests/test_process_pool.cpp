@@ -404,7 +404,7 @@ TEST_CASE("process pool: workers exit by themselves when the parent is killed", 
   CHECK(all_gone(workers));
 }
 
-TEST_CASE("worker protocol: frames and messages decode as encoded; bad input is a protocol_error",
+TEST_CASE("worker protocol: frames and messages decode as encoded and bad input is a protocol_error",
           "[process_pool][protocol]") {
   namespace wp = patio::detail::worker_protocol;
 

@@ -177,7 +177,7 @@ TEST_CASE("tcp: a call waits for a route until its timeout, then fails with no_r
   patio::test::run(io, test());
 }
 
-TEST_CASE("tcp: a wrong key closes that connection only; the server serves the others", "[tcp]") {
+TEST_CASE("tcp: a wrong key closes that connection only and the server serves the others", "[tcp]") {
   asio::io_context io;
   serving_side server_side;
   patio::tcp_server_broker server{io.get_executor(), server_side.executor, {.key = "right"}};
@@ -295,7 +295,7 @@ TEST_CASE("tcp: calls go round-robin among the servers that offer the function",
   patio::test::run(io, test());
 }
 
-TEST_CASE("tcp: a peer that never speaks, or speaks garbage, is closed; others are served", "[tcp]") {
+TEST_CASE("tcp: a peer that never speaks or speaks garbage is closed and others are served", "[tcp]") {
   asio::io_context io;
   serving_side server_side;
   patio::tcp_server_broker server{io.get_executor(), server_side.executor, {.handshake_timeout = 200ms}};
@@ -394,7 +394,7 @@ asio::awaitable<bool> reaches(asio::io_context& io, std::uint16_t port, std::opt
 
 }  // namespace
 
-TEST_CASE("tcp over TLS: the client verifies the server; wrong CAs and names are refused", "[tcp][tls]") {
+TEST_CASE("tcp over TLS: the client verifies the server and refuses wrong CAs and names", "[tcp][tls]") {
   asio::io_context io;
   serving_side server_side;
   patio::tcp_server_broker server{io.get_executor(), server_side.executor, {.key = "k", .tls = server_tls()}};

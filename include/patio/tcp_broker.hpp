@@ -18,9 +18,15 @@
 
 namespace patio {
 
+class tcp_broker_base;
+
 namespace detail {
 class tcp_core;
-}
+
+/// For tests: requests on connections this broker opens or accepts from now
+/// on are numbered from `serial` + 1 (so a test can cross the wrap).
+void set_last_serial(tcp_broker_base& broker, std::uint32_t serial);
+}  // namespace detail
 
 /// patio's default port.
 inline constexpr std::uint16_t default_port = 15383;
@@ -57,7 +63,7 @@ struct tcp_options {
 
   /// The largest payload accepted after authentication; a larger frame
   /// closes the connection.
-  std::size_t max_payload = 64 * 1024 * 1024;
+  std::size_t max_payload = 16 * 1024 * 1024;
 
   /// Client: first delay before reconnecting (patio: 1 s); it doubles after
   /// each failed attempt up to max_reconnect_delay, and starts over after a
@@ -102,6 +108,9 @@ class tcp_broker_base {
 
   patio::executor& executor_;
   std::shared_ptr<detail::tcp_core> core_;
+
+ private:
+  friend void detail::set_last_serial(tcp_broker_base& broker, std::uint32_t serial);
 };
 
 /// Listens for TCP connections (patio's server broker). Either side of a
