@@ -10,7 +10,9 @@ namespace patio::detail {
 
 namespace {
 void post_completion(std::unique_ptr<waiter_base> w, asio::cancellation_slot slot, std::exception_ptr error) {
-  post_tracked(w->executor(), [w = std::move(w), slot, error = std::move(error)]() mutable {
+  // (The executor first: the handler below takes `w`.)
+  const auto ex = w->executor();
+  post_tracked(ex, [w = std::move(w), slot, error = std::move(error)]() mutable {
     if (slot.is_connected()) slot.clear();
     w->complete(std::move(error));
   });

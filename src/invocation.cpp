@@ -55,7 +55,9 @@ void invocation::deliver(std::shared_ptr<invocation> self, std::unique_ptr<waite
   // Always through the caller's executor: the caller resumes there, never
   // inside the task's stack or on a worker thread, and the timer and the
   // cancellation slot are only touched there.
-  post_tracked(w->executor(), [self = std::move(self), w = std::move(w), error = std::move(error)]() mutable {
+  // (The executor first: the handler below takes `w`.)
+  const auto ex = w->executor();
+  post_tracked(ex, [self = std::move(self), w = std::move(w), error = std::move(error)]() mutable {
     if (auto timer = self->timer_.lock()) timer->timer.cancel();
     if (self->slot_.is_connected()) self->slot_.clear();
     w->complete(std::move(error));

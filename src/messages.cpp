@@ -96,6 +96,12 @@ reply decode_reply(frame::type kind, std::string_view payload) {
   return out;
 }
 
+std::string cancel_frame(std::uint32_t serial) {
+  msgpack::sbuffer out;
+  msgpack::pack(out, msgpack::type::nil_t{});
+  return frame_of(frame::type::cancel, serial, out);
+}
+
 std::string discover_request_frame() {
   msgpack::sbuffer out;
   msgpack::pack(out, msgpack::type::nil_t{});

@@ -8,6 +8,8 @@
 #include <patio/detail/post.hpp>
 #include <patio/tcp_broker.hpp>
 
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>
 #include <asio/detached.hpp>
@@ -81,6 +83,9 @@ class tcp_core : public std::enable_shared_from_this<tcp_core> {
  public:
   tcp_core(asio::any_io_executor io, patio::executor& executor, tcp_options options, bool server)
       : strand_(asio::make_strand(io)), executor_(executor), options_(std::move(options)), server_(server) {
+    if (options_.max_in_flight == 0) throw std::invalid_argument("tcp_options: max_in_flight must be at least 1");
+    if (options_.max_write_buffer < options_.max_payload + frame::header_size)
+      throw std::invalid_argument("tcp_options: max_write_buffer must hold a frame of max_payload bytes");
     if (options_.tls) ssl_.emplace(make_ssl_context(*options_.tls, server));
   }
 
@@ -123,6 +128,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
         stream_(std::in_place_index<0>, std::move(socket)),
         role_(r),
         peer_(describe(lowest())),
+        read_gate_(core_->strand_),
         serial_(core_->first_serial_) {
     if (core_->ssl_) {
       auto plain = std::move(std::get<tcp::socket>(stream_));
@@ -139,6 +145,13 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   static asio::awaitable<bool> run(std::shared_ptr<tcp_connection> self);
 
   void send(std::string frame) {
+    if (closed_) return;
+    if (queued_bytes_ + frame.size() > core_->options_.max_write_buffer) {
+      fmt::print(stderr, "patio tcp: {} stopped reading ({} bytes wait to be sent); closing\n", peer_, queued_bytes_);
+      close();
+      return;
+    }
+    queued_bytes_ += frame.size();
     outbox_.push_back(std::move(frame));
     if (!writing_) {
       writing_ = true;
@@ -147,19 +160,23 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   }
 
   void close() {
+    closed_ = true;
+    read_gate_.cancel();
     std::error_code ignored;
     lowest().shutdown(tcp::socket::shutdown_both, ignored);
     lowest().close(ignored);
   }
 
-  /// Sends `inv` as a REQUEST and remembers it until its reply.
+  /// Sends `inv` as a REQUEST and remembers it until its reply. When its
+  /// caller gives up, a CANCEL follows.
   void call(std::shared_ptr<invocation> inv, std::optional<double> timeout_seconds) {
-    serial_ = frame::next_serial(serial_);
+    do serial_ = frame::next_serial(serial_);
+    while (pending_.contains(serial_));  // after a wrap, skip calls still in flight
     const auto serial = serial_;
     send(messages::request_frame(serial, *inv, timeout_seconds));
     inv->on_abandon = [weak = weak_from_this(), serial, strand = core_->strand_] {
       detail::post_tracked(strand, [weak, serial] {
-        if (auto self = weak.lock()) self->pending_.erase(serial);
+        if (auto self = weak.lock(); self && self->pending_.erase(serial)) self->send(messages::cancel_frame(serial));
       });
     };
     pending_.emplace(serial, std::move(inv));
@@ -180,8 +197,10 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
       }
       std::error_code ec;
       ec = co_await self->write(asio::buffer(batch));
+      self->queued_bytes_ -= batch.size();
       if (ec) {
         self->outbox_.clear();
+        self->queued_bytes_ = 0;
         self->close();
         break;
       }
@@ -259,8 +278,18 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     co_return false;
   }
 
+  /// A request from the peer that runs on this side.
+  struct running {
+    asio::cancellation_signal cancel;
+    bool cancelled = false;  // by the peer's CANCEL, or the connection's end: nobody wants the reply
+  };
+
+  /// Runs a REQUEST and sends its reply; on the strand throughout.
   static asio::awaitable<void> execute(std::shared_ptr<tcp_connection> self, std::uint32_t serial,
-                                       messages::request request) {
+                                       messages::request request, std::shared_ptr<running> state) {
+    // Cancellation reaches the executor's wait below; nothing after it may
+    // throw because of it.
+    co_await asio::this_coro::throw_if_cancelled(false);
     auto inv = request.invocation;
     std::exception_ptr error = inv->error();
     if (!error) {
@@ -278,10 +307,42 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
         error = std::current_exception();
       }
     }
-    const auto reply =
-        error ? messages::error_frame(serial, record_of(error)) : messages::response_frame(serial, inv->result());
-    co_await asio::post(self->core_->strand_, asio::use_awaitable);
-    self->send(reply);
+    self->running_.erase(serial);
+    if (self->running_.size() < self->core_->options_.max_in_flight) self->read_gate_.cancel();
+    if (state->cancelled) co_return;
+    self->send(error ? messages::error_frame(serial, record_of(error))
+                     : messages::response_frame(serial, inv->result()));
+  }
+
+  /// Starts running a REQUEST from the peer.
+  void start(std::uint32_t serial, messages::request request) {
+    auto state = std::make_shared<running>();
+    if (!running_.emplace(serial, state).second)
+      throw protocol_error(fmt::format("serial {} reused while its request still runs", serial));
+    asio::co_spawn(core_->strand_, execute(shared_from_this(), serial, std::move(request), state),
+                   asio::bind_cancellation_slot(state->cancel.slot(), asio::detached));
+  }
+
+  /// The peer gave up on `serial` (a CANCEL), or the connection ended (all).
+  void cancel(std::uint32_t serial) {
+    if (const auto it = running_.find(serial); it != running_.end()) cancel(*it->second);
+  }
+  void cancel_all() {
+    for (auto& [serial, state] : std::unordered_map(running_)) cancel(*state);
+  }
+  static void cancel(running& r) {
+    if (r.cancelled) return;
+    r.cancelled = true;
+    r.cancel.emit(asio::cancellation_type::terminal);
+  }
+
+  /// Waits while max_in_flight requests run.
+  asio::awaitable<void> wait_for_room() {
+    while (!closed_ && running_.size() >= core_->options_.max_in_flight) {
+      read_gate_.expires_at(asio::steady_timer::time_point::max());
+      std::error_code ignored;
+      co_await read_gate_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    }
   }
 
   void on_reply(const frame::header& h, std::string_view payload) {
@@ -333,11 +394,15 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   std::variant<tcp::socket, tls_stream> stream_;
   role role_;
   std::string peer_;
+  asio::steady_timer read_gate_;  // wakes a reader paused at max_in_flight
   bool authenticated_ = false;
+  bool closed_ = false;
   bool writing_ = false;
   std::deque<std::string> outbox_;
+  std::size_t queued_bytes_ = 0;  // in outbox_ and in the write under way
   std::uint32_t serial_ = 0;
-  std::unordered_map<std::uint32_t, std::shared_ptr<invocation>> pending_;
+  std::unordered_map<std::uint32_t, std::shared_ptr<invocation>> pending_;  // our calls, by serial
+  std::unordered_map<std::uint32_t, std::shared_ptr<running>> running_;     // the peer's calls, by serial
   std::vector<std::string> names_;
   bool live_ = false;
 
@@ -354,7 +419,9 @@ asio::awaitable<bool> tcp_connection::run(std::shared_ptr<tcp_connection> self) 
     frame::header h;
     std::string payload;
     try {
-      while (co_await self->read_frame(h, payload)) {
+      for (;;) {
+        co_await self->wait_for_room();
+        if (!co_await self->read_frame(h, payload)) break;
         switch (h.kind) {
           case frame::type::discover_request: self->send(messages::discover_response_frame(core.offered())); break;
           case frame::type::discover_response:
@@ -364,11 +431,8 @@ asio::awaitable<bool> tcp_connection::run(std::shared_ptr<tcp_connection> self) 
               core.became_live(self);
             }
             break;
-          case frame::type::request: {
-            auto request = messages::decode_request(payload);
-            asio::co_spawn(core.strand_, execute(self, h.serial, std::move(request)), asio::detached);
-            break;
-          }
+          case frame::type::request: self->start(h.serial, messages::decode_request(payload)); break;
+          case frame::type::cancel: self->cancel(h.serial); break;
           case frame::type::response:
           case frame::type::error: self->on_reply(h, payload); break;
           default:
@@ -395,6 +459,8 @@ void tcp_core::ended(const std::shared_ptr<tcp_connection>& c) {
   std::erase(live_, c);
   std::erase(all_, c);
   live_count_ = live_.size();
+  // Its callers are gone: their tasks stop where the executor can stop them.
+  c->cancel_all();
   // Calls in flight on it fail now, not at their timeout.
   auto pending = std::move(c->pending_);
   c->pending_.clear();

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include "catch_coro.hpp"
+
 #include <patio/patio.hpp>
 
 #include <asio/co_spawn.hpp>

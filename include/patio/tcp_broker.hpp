@@ -65,6 +65,18 @@ struct tcp_options {
   /// closes the connection.
   std::size_t max_payload = 16 * 1024 * 1024;
 
+  /// Requests from one peer that run on this side at once. At the limit this
+  /// side stops reading from that peer until one finishes, so a flood waits
+  /// in the peer's socket buffers rather than in this side's memory. (A task
+  /// that itself calls back over the same connection counts against it.)
+  std::size_t max_in_flight = 1024;
+
+  /// Bytes queued for sending on one connection. A peer that stops reading
+  /// until more than this waits for it is disconnected (its calls fail with
+  /// connection_error), so it cannot make this side buffer without bound.
+  /// At least max_payload plus a frame header.
+  std::size_t max_write_buffer = 64 * 1024 * 1024;
+
   /// Client: first delay before reconnecting (patio: 1 s); it doubles after
   /// each failed attempt up to max_reconnect_delay, and starts over after a
   /// connection that authenticated.

@@ -25,6 +25,7 @@ enum class type : std::uint8_t {
   request = 10,
   response = 20,
   error = 30,
+  cancel = 40,  // patio-cpp's: the caller gave up on the REQUEST with this serial
 };
 
 /// Whether `t` is a packet type this version knows.
@@ -38,7 +39,8 @@ constexpr bool known(std::uint8_t t) noexcept {
     case 6:
     case 10:
     case 20:
-    case 30: return true;
+    case 30:
+    case 40: return true;
     default: return false;
   }
 }

@@ -42,6 +42,9 @@ struct reply {
 };
 reply decode_reply(frame::type kind, std::string_view payload);
 
+/// CANCEL: nil, with the serial of the REQUEST its caller gave up on.
+std::string cancel_frame(std::uint32_t serial);
+
 /// DISCOVER_REQUEST: nil. DISCOVER_RESPONSE: [name, ...].
 std::string discover_request_frame();
 std::string discover_response_frame(const std::vector<std::string>& names);
