@@ -1,22 +1,42 @@
 // SPDX-License-Identifier: MIT
 // patio-bench: throughput of patio calls beside the raw work they wrap.
-// Prints one JSON object per case and line. Uses the public API only.
+// Prints one JSON object per case (per mode for the TCP cases) and line.
+// Uses the public API only.
 //
-//   patio-bench [--calls N] [--inflight N] [--case NAME]...
+//   patio-bench [--calls N] [--inflight N] [--repeat N] [--certs DIR]
+//               [--pin split|same|none] [--case NAME]...
 //
-// Cases: memory_async, memory_thread_pool, process_pool.
+// Cases: memory_async, memory_thread_pool, process_pool, tcp, tcp_tls.
+//
+// tcp and tcp_tls time mul(1, 2, 3) over loopback TCP (tcp_tls: inside TLS,
+// with the test certificates of --certs, by default tests/certs/ of the
+// source tree): one call at a time ("sequential": calls/s, p50 and p99
+// latency) and --inflight calls in flight ("pipelined", default 64: calls/s).
+// Their limit is a raw Asio echo of frames of the same sizes. Each figure is
+// the median of --repeat rounds (default 3) after a warm-up round; by
+// default 10,000 sequential and 50,000 pipelined calls a round, or --calls.
+// The server's and the client's threads are pinned as --pin says: each to
+// a CPU of its own (split, the default), both to one (same), or not (none).
 //
 // The binary is also its own process pool worker (patio::serve_as_worker),
 // and, for the process pool's raw baseline, a bare echo child.
 #include <patio/patio.hpp>
 
+#include <asio/executor_work_guard.hpp>
+#include <asio/ip/tcp.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/post.hpp>
 #include <asio/read.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/ssl.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/thread_pool.hpp>
+#include <asio/use_future.hpp>
 #include <asio/write.hpp>
 #include <fmt/format.h>
 
+#include <pthread.h>
+#include <sched.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -27,9 +47,14 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
+#include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -47,6 +72,11 @@ asio::awaitable<std::int64_t> mul_async(patio::varargs<std::int64_t> args) { co_
 struct options {
   std::size_t calls = 1'000'000;
   std::size_t inflight = 256;
+  bool calls_given = false;     // the TCP cases have defaults of their own
+  bool inflight_given = false;  // (the memory cases' would take minutes there)
+  std::size_t repeat = 3;       // TCP cases: rounds, of which the median is reported
+  std::string pin = "split";    // TCP cases: where the two sides' threads run
+  std::string certs = PATIO_SOURCE_DIR "/tests/certs";
   std::vector<std::string> cases;
 };
 
@@ -235,6 +265,487 @@ void memory_thread_pool(const options& o) {
   report("memory_thread_pool", o, patio_s, raw_s);
 }
 
+// ---- TCP --------------------------------------------------------------------
+//
+// Where the two sides run: the real setup is two processes over loopback. In
+// one process, the server side (patio's server broker, or the raw echo
+// server) runs on its own io_context and thread, and the client side (the
+// client broker and the calling coroutines, or the raw client) on another:
+// two threads, as two single-threaded processes on this 2-vCPU machine would
+// be, and the same for patio and for its raw limit, so the ratio is fair.
+// The threads are pinned (--pin): left to the scheduler, they sometimes share
+// a vCPU and sometimes not, and on a VM the two differ more than patio and
+// raw do (a wake-up across vCPUs costs tens of µs), so a run would mix two
+// machines. "split" (the default) gives each side its own CPU, as two busy
+// processes have; "same" shares one, which shows CPU cost per call best.
+// The server executes mul on an async_executor: the call runs on the I/O
+// thread that delivered it, so the figures are the broker's (framing, codec,
+// routing, the loopback round trip), not a thread pool's hops.
+//
+// The raw limit: the same frames (a 20-byte REQUEST [name, args, kwargs,
+// nil] for mul(1, 2, 3), a 10-byte RESPONSE) over the same kind of stream,
+// with TCP_NODELAY as patio sets it, read in bulk and written in batches; the
+// server decodes the arguments and multiplies, the client checks the result.
+
+using asio::ip::tcp;
+using tls_stream = asio::ssl::stream<tcp::socket>;
+
+template <class Stream>
+constexpr bool is_tls = std::is_same_v<Stream, tls_stream>;
+
+constexpr std::size_t tcp_sequential_calls = 10'000;
+constexpr std::size_t tcp_pipelined_calls = 50'000;
+constexpr std::size_t tcp_inflight = 64;
+constexpr const char* tcp_key = "patio-bench";
+
+std::uint32_t get_be32(const unsigned char* p) {
+  return static_cast<std::uint32_t>(p[0]) << 24 | static_cast<std::uint32_t>(p[1]) << 16 |
+         static_cast<std::uint32_t>(p[2]) << 8 | static_cast<std::uint32_t>(p[3]);
+}
+
+void put_be32(char* p, std::uint32_t v) {
+  p[0] = static_cast<char>(v >> 24);
+  p[1] = static_cast<char>(v >> 16);
+  p[2] = static_cast<char>(v >> 8);
+  p[3] = static_cast<char>(v);
+}
+
+constexpr std::size_t raw_header_size = 9;
+constexpr unsigned char raw_request_type = 10;
+constexpr unsigned char raw_response_type = 20;
+
+void append_frame(std::string& out, unsigned char type, std::uint32_t serial, const char* payload, std::size_t size) {
+  const auto at = out.size();
+  out.resize(at + raw_header_size);
+  out[at] = static_cast<char>(type);
+  put_be32(&out[at + 1], static_cast<std::uint32_t>(size));
+  put_be32(&out[at + 5], serial);
+  out.append(payload, size);
+}
+
+/// The REQUEST patio sends for call("mul", 1, 2, 3), serial left to patch.
+std::string raw_request_frame() {
+  msgpack::sbuffer payload;
+  msgpack::packer<msgpack::sbuffer> p(payload);
+  p.pack_array(4);
+  p.pack(std::string_view("mul"));
+  p.pack_array(3);
+  p.pack(1);
+  p.pack(2);
+  p.pack(3);
+  p.pack_map(0);
+  p.pack_nil();
+  std::string frame;
+  append_frame(frame, raw_request_type, 0, payload.data(), payload.size());
+  return frame;
+}
+
+/// Bytes read from a stream, from which whole frames are taken.
+class frame_buffer {
+ public:
+  struct frame {
+    unsigned char type;
+    std::uint32_t serial;
+    const char* payload;
+    std::size_t size;
+  };
+
+  asio::mutable_buffer space() {
+    if (begin_ > 0) {
+      std::copy(data_.begin() + static_cast<std::ptrdiff_t>(begin_), data_.begin() + static_cast<std::ptrdiff_t>(end_),
+                data_.begin());
+      end_ -= begin_;
+      begin_ = 0;
+    }
+    if (end_ == data_.size()) data_.resize(data_.size() * 2);
+    return asio::buffer(data_.data() + end_, data_.size() - end_);
+  }
+
+  void filled(std::size_t n) { end_ += n; }
+
+  /// Takes the next whole frame, if there is one.
+  bool next(frame& f) {
+    if (end_ - begin_ < raw_header_size) return false;
+    const auto* h = reinterpret_cast<const unsigned char*>(data_.data() + begin_);
+    const std::size_t size = get_be32(h + 1);
+    if (end_ - begin_ < raw_header_size + size) return false;
+    f = {h[0], get_be32(h + 5), data_.data() + begin_ + raw_header_size, size};
+    begin_ += raw_header_size + size;
+    return true;
+  }
+
+ private:
+  std::vector<char> data_ = std::vector<char>(64 * 1024);
+  std::size_t begin_ = 0;
+  std::size_t end_ = 0;
+};
+
+tcp::socket& lowest(tcp::socket& s) { return s; }
+tcp::socket& lowest(tls_stream& s) { return s.next_layer(); }
+
+template <class Stream>
+std::unique_ptr<Stream> make_stream(tcp::socket socket, asio::ssl::context* ctx) {
+  socket.set_option(tcp::no_delay(true));
+  if constexpr (is_tls<Stream>)
+    return std::make_unique<Stream>(std::move(socket), *ctx);
+  else
+    return std::make_unique<Stream>(std::move(socket));
+}
+
+/// The raw server: answers every REQUEST with the product of its arguments,
+/// one batched write per read, until the client goes.
+template <class Stream>
+asio::awaitable<void> raw_serve(std::unique_ptr<Stream> s) {
+  frame_buffer in;
+  std::string out;
+  for (;;) {
+    std::error_code ec;
+    const auto n = co_await s->async_read_some(in.space(), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    in.filled(n);
+    out.clear();
+    frame_buffer::frame f;
+    while (in.next(f)) {
+      auto request = msgpack::unpack(f.payload, f.size);
+      std::int64_t product = 1;
+      for (const auto& a : request.get().via.array.ptr[1].via.array) product *= a.as<std::int64_t>();
+      msgpack::sbuffer result;
+      msgpack::pack(result, product);
+      append_frame(out, raw_response_type, f.serial, result.data(), result.size());
+    }
+    co_await asio::async_write(*s, asio::buffer(out), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+  }
+}
+
+template <class Stream>
+asio::awaitable<void> raw_accept(tcp::acceptor* acceptor, asio::ssl::context* ctx) {
+  auto s = make_stream<Stream>(co_await acceptor->async_accept(asio::use_awaitable), ctx);
+  if constexpr (is_tls<Stream>) co_await s->async_handshake(asio::ssl::stream_base::server, asio::use_awaitable);
+  co_await raw_serve(std::move(s));
+}
+
+template <class Stream>
+struct raw_client {
+  std::unique_ptr<Stream> stream;
+  frame_buffer in;
+  std::string request = raw_request_frame();
+  std::string out;
+  std::uint32_t serial = 0;
+};
+
+template <class Stream>
+asio::awaitable<void> raw_connect(raw_client<Stream>* c, std::uint16_t port, asio::ssl::context* ctx) {
+  tcp::socket socket(co_await asio::this_coro::executor);
+  co_await socket.async_connect({asio::ip::address_v4::loopback(), port}, asio::use_awaitable);
+  c->stream = make_stream<Stream>(std::move(socket), ctx);
+  if constexpr (is_tls<Stream>) {
+    // SNI, as patio's client sends it; SSL_set_tlsext_host_name without its C cast.
+    static char name[] = "localhost";
+    SSL_ctrl(c->stream->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, name);
+    co_await c->stream->async_handshake(asio::ssl::stream_base::client, asio::use_awaitable);
+  }
+}
+
+template <class Stream>
+asio::awaitable<void> raw_close(raw_client<Stream>* c) {
+  std::error_code ignored;
+  lowest(*c->stream).shutdown(tcp::socket::shutdown_both, ignored);
+  lowest(*c->stream).close(ignored);
+  co_return;
+}
+
+void check_reply(const frame_buffer::frame& f) {
+  if (f.type != raw_response_type) {
+    fmt::print(stderr, "raw: unexpected frame type {}\n", f.type);
+    std::abort();
+  }
+  check(msgpack::unpack(f.payload, f.size).get().as<std::int64_t>());
+}
+
+/// One raw call: a REQUEST, then its RESPONSE.
+template <class Stream>
+asio::awaitable<void> raw_call(raw_client<Stream>* c) {
+  put_be32(&c->request[5], ++c->serial);
+  co_await asio::async_write(*c->stream, asio::buffer(c->request), asio::use_awaitable);
+  frame_buffer::frame f;
+  while (!c->in.next(f)) c->in.filled(co_await c->stream->async_read_some(c->in.space(), asio::use_awaitable));
+  if (f.serial != c->serial) std::abort();
+  check_reply(f);
+}
+
+/// `calls` raw calls with a window of `inflight`: every RESPONSE read lets
+/// one more REQUEST go, in one write per read. @returns wall seconds.
+template <class Stream>
+asio::awaitable<double> raw_pipelined(raw_client<Stream>* c, std::size_t calls, std::size_t inflight) {
+  std::size_t sent = 0;
+  std::size_t done = 0;
+  auto send = [&](std::size_t n) {
+    c->out.clear();
+    for (; n > 0 && sent < calls; --n, ++sent) {
+      put_be32(&c->request[5], ++c->serial);
+      c->out += c->request;
+    }
+  };
+  const auto start = clock_type::now();
+  send(inflight);
+  co_await asio::async_write(*c->stream, asio::buffer(c->out), asio::use_awaitable);
+  while (done < calls) {
+    c->in.filled(co_await c->stream->async_read_some(c->in.space(), asio::use_awaitable));
+    std::size_t replies = 0;
+    frame_buffer::frame f;
+    while (c->in.next(f)) {
+      check_reply(f);
+      ++replies;
+    }
+    done += replies;
+    send(replies);
+    if (!c->out.empty()) co_await asio::async_write(*c->stream, asio::buffer(c->out), asio::use_awaitable);
+  }
+  co_return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+asio::awaitable<void> tcp_mul(patio::tcp_client_broker* client) {
+  check(co_await client->call<std::int64_t>("mul", 1, 2, 3));
+}
+
+/// The first call also waits for the connection (handshake, discovery).
+asio::awaitable<void> tcp_first_mul(patio::tcp_client_broker* client) {
+  check(co_await client->call<std::int64_t>({.timeout = std::chrono::seconds(10)}, "mul", 1, 2, 3));
+}
+
+struct sample {
+  double seconds = 0;
+  std::vector<double> latencies_us;
+};
+
+/// `calls` calls one after the other, each timed.
+template <class Call>
+asio::awaitable<sample> sequential(std::size_t calls, Call call) {
+  sample s;
+  s.latencies_us.reserve(calls);
+  const auto start = clock_type::now();
+  for (std::size_t i = 0; i < calls; ++i) {
+    const auto t0 = clock_type::now();
+    co_await call();
+    s.latencies_us.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+  }
+  s.seconds = std::chrono::duration<double>(clock_type::now() - start).count();
+  co_return s;
+}
+
+/// `calls` calls from `inflight` coroutines, each calling back to back.
+/// @returns wall seconds.
+template <class Call>
+asio::awaitable<double> pipelined(std::size_t calls, std::size_t inflight, Call call) {
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer all_done(ex, asio::steady_timer::time_point::max());
+  std::size_t remaining = calls;
+  std::size_t running = inflight;
+  std::exception_ptr error;
+  const auto start = clock_type::now();
+  for (std::size_t i = 0; i < inflight; ++i)
+    asio::co_spawn(ex, worker(&remaining, call), [&](std::exception_ptr e) {
+      if (e && !error) error = e;
+      if (--running == 0) all_done.cancel();
+    });
+  std::error_code ignored;
+  co_await all_done.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  if (error) std::rethrow_exception(error);
+  co_return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const auto n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+double percentile(std::vector<double> v, double q) {
+  const auto k = std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return v[k];
+}
+
+/// Per round: calls/s, and for sequential rounds p50 and p99 in µs.
+struct rounds {
+  std::vector<double> rate, p50, p99;
+
+  void add(std::size_t calls, double seconds) { rate.push_back(static_cast<double>(calls) / seconds); }
+  void add(const sample& s) {
+    add(s.latencies_us.size(), s.seconds);
+    p50.push_back(percentile(s.latencies_us, 0.50));
+    p99.push_back(percentile(s.latencies_us, 0.99));
+  }
+};
+
+patio::tls_options tcp_server_tls(const options& o) {
+  return {.certificate_chain_file = o.certs + "/server.pem", .private_key_file = o.certs + "/server.key"};
+}
+
+patio::tls_options tcp_client_tls(const options& o) {
+  return {.ca_file = o.certs + "/ca.pem", .server_name = "localhost"};
+}
+
+/// The raw contexts, configured as patio configures its own (TLS 1.2 or
+/// later, the client verifying the chain and the name).
+asio::ssl::context raw_tls_context(const options& o, bool server) {
+  asio::ssl::context ctx(server ? asio::ssl::context::tls_server : asio::ssl::context::tls_client);
+  ctx.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                  asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  if (server) {
+    ctx.use_certificate_chain_file(o.certs + "/server.pem");
+    ctx.use_private_key_file(o.certs + "/server.key", asio::ssl::context::pem);
+  } else {
+    ctx.load_verify_file(o.certs + "/ca.pem");
+    ctx.set_verify_mode(asio::ssl::verify_peer);
+    ctx.set_verify_callback(asio::ssl::host_name_verification("localhost"));
+  }
+  return ctx;
+}
+
+/// The CPUs the TCP cases' server and client threads are pinned to
+/// (--pin): "split" gives each its own CPU, "same" puts both on one, "none"
+/// leaves them to the scheduler. -1 for no pinning.
+std::array<int, 2> tcp_cpus(const std::string& pin) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  std::vector<int> cpus;
+  if (::sched_getaffinity(0, sizeof allowed, &allowed) == 0)
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+      if (CPU_ISSET(cpu, &allowed)) cpus.push_back(cpu);
+  if (pin == "none" || cpus.empty()) return {-1, -1};
+  if (pin == "same") return {cpus[0], cpus[0]};
+  return {cpus[0], cpus[1 % cpus.size()]};
+}
+
+/// An io_context run by a thread of its own from start() until destroyed:
+/// one side of a TCP case. Destroyed by an exception, it stops at once.
+class io_thread {
+ public:
+  io_thread() = default;
+  io_thread(const io_thread&) = delete;
+  io_thread& operator=(const io_thread&) = delete;
+  ~io_thread() {
+    work_.reset();
+    if (std::uncaught_exceptions() > 0) io_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  asio::io_context& io() noexcept { return io_; }
+  /// Starts the thread, pinned to `cpu` unless it is -1.
+  void start(int cpu) {
+    thread_ = std::thread([this, cpu] {
+      if (cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set);
+      }
+      io_.run();
+    });
+  }
+
+ private:
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
+  std::thread thread_;
+};
+
+/// Runs `a` on `side`'s thread and waits for its result.
+template <class T>
+T run_on(io_thread& side, asio::awaitable<T> a) {
+  return asio::co_spawn(side.io(), std::move(a), asio::use_future).get();
+}
+
+template <class Stream>
+void tcp_case(const options& o) {
+  constexpr bool tls = is_tls<Stream>;
+  const char* name = tls ? "tcp_tls" : "tcp";
+  const std::size_t sequential_calls = o.calls_given ? o.calls : tcp_sequential_calls;
+  const std::size_t pipelined_calls = o.calls_given ? o.calls : tcp_pipelined_calls;
+  const std::size_t inflight = o.inflight_given ? o.inflight : tcp_inflight;
+
+  // Declared first, destroyed last: everything below lives on one of them.
+  io_thread server_side;
+  io_thread client_side;
+
+  // patio: the server offers mul on an async executor; the client only
+  // calls. Both prove the shared key, as a real deployment does.
+  patio::registry server_rpc;
+  server_rpc.add("mul", mul_async);
+  patio::async_executor server_executor{server_rpc, {.max_workers = inflight, .max_queue = inflight}};
+  patio::tcp_options server_options{.key = tcp_key};
+  if (tls) server_options.tls = tcp_server_tls(o);
+  patio::tcp_server_broker server{server_side.io().get_executor(), server_executor, server_options};
+  const auto port = server.listen("127.0.0.1", 0);
+  patio::registry client_rpc;
+  patio::null_executor client_executor{client_rpc};
+  patio::tcp_options client_options{.key = tcp_key};
+  if (tls) client_options.tls = tcp_client_tls(o);
+  patio::tcp_client_broker client{client_side.io().get_executor(), client_executor, client_options};
+  client.connect("127.0.0.1", port);
+
+  // The raw limit, on the same two threads.
+  std::optional<asio::ssl::context> raw_server_ctx, raw_client_ctx;
+  if (tls) {
+    raw_server_ctx.emplace(raw_tls_context(o, true));
+    raw_client_ctx.emplace(raw_tls_context(o, false));
+  }
+  tcp::acceptor raw_acceptor(server_side.io(), {asio::ip::address_v4::loopback(), 0});
+  asio::co_spawn(server_side.io(), raw_accept<Stream>(&raw_acceptor, raw_server_ctx ? &*raw_server_ctx : nullptr),
+                 patio::rethrow);
+  raw_client<Stream> raw;
+
+  const auto cpus = tcp_cpus(o.pin);
+  server_side.start(cpus[0]);
+  client_side.start(cpus[1]);
+  run_on(client_side,
+         raw_connect(&raw, raw_acceptor.local_endpoint().port(), raw_client_ctx ? &*raw_client_ctx : nullptr));
+  run_on(client_side, tcp_first_mul(&client));
+
+  auto patio_mul = [c = &client] { return tcp_mul(c); };
+  auto raw_mul = [c = &raw] { return raw_call(c); };
+  rounds patio_seq, raw_seq, patio_pipe, raw_pipe;
+  // Round 0 warms up (connections, allocators, caches) with a tenth of the
+  // calls and is not counted. patio and raw alternate within each round, so
+  // that drift on a noisy machine hits both alike.
+  for (std::size_t round = 0; round <= o.repeat; ++round) {
+    const bool warm_up = round == 0;
+    const auto seq_n = warm_up ? std::max<std::size_t>(1, sequential_calls / 10) : sequential_calls;
+    const auto pipe_n = warm_up ? std::max<std::size_t>(1, pipelined_calls / 10) : pipelined_calls;
+    const auto ps = run_on(client_side, sequential(seq_n, patio_mul));
+    const auto rs = run_on(client_side, sequential(seq_n, raw_mul));
+    const auto pp = run_on(client_side, pipelined(pipe_n, inflight, patio_mul));
+    const auto rp = run_on(client_side, raw_pipelined(&raw, pipe_n, inflight));
+    if (warm_up) continue;
+    patio_seq.add(ps);
+    raw_seq.add(rs);
+    patio_pipe.add(pipe_n, pp);
+    raw_pipe.add(pipe_n, rp);
+  }
+
+  run_on(client_side, raw_close(&raw));
+  run_on(client_side, client.close());
+  run_on(server_side, server.close());
+
+  const double seq_rate = median(patio_seq.rate), raw_seq_rate = median(raw_seq.rate);
+  fmt::print(
+      R"({{"case":"{}","mode":"sequential","server_executor":"async","pin":"{}","calls":{},"inflight":1,"repeat":{},)"
+      R"("calls_per_s":{:.0f},"p50_us":{:.1f},"p99_us":{:.1f},)"
+      R"("raw_calls_per_s":{:.0f},"raw_p50_us":{:.1f},"raw_p99_us":{:.1f},"ratio":{:.3f}}})"
+      "\n",
+      name, o.pin, sequential_calls, o.repeat, seq_rate, median(patio_seq.p50), median(patio_seq.p99), raw_seq_rate,
+      median(raw_seq.p50), median(raw_seq.p99), seq_rate / raw_seq_rate);
+  const double pipe_rate = median(patio_pipe.rate), raw_pipe_rate = median(raw_pipe.rate);
+  fmt::print(
+      R"({{"case":"{}","mode":"pipelined","server_executor":"async","pin":"{}","calls":{},"inflight":{},"repeat":{},)"
+      R"("calls_per_s":{:.0f},"raw_calls_per_s":{:.0f},"ratio":{:.3f}}})"
+      "\n",
+      name, o.pin, pipelined_calls, inflight, o.repeat, pipe_rate, raw_pipe_rate, pipe_rate / raw_pipe_rate);
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -244,6 +755,12 @@ int main(int argc, char** argv) {
   if (patio::serve_as_worker(rpc)) return 0;
 
   options o;
+  const auto usage = [] {
+    fmt::print(stderr,
+               "usage: patio-bench [--calls N] [--inflight N] [--repeat N] [--certs DIR] [--pin split|same|none]\n"
+               "                   [--case memory_async|memory_thread_pool|process_pool|tcp|tcp_tls]...\n");
+    return 2;
+  };
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     auto next = [&]() -> std::string_view {
@@ -253,23 +770,36 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (arg == "--calls")
-      o.calls = std::stoull(std::string(next()));
-    else if (arg == "--inflight")
+    if (arg == "--calls") {
+      o.calls = std::max<std::size_t>(1, std::stoull(std::string(next())));
+      o.calls_given = true;
+    } else if (arg == "--inflight") {
       o.inflight = std::max<std::size_t>(1, std::stoull(std::string(next())));
-    else if (arg == "--case")
+      o.inflight_given = true;
+    } else if (arg == "--repeat") {
+      o.repeat = std::max<std::size_t>(1, std::stoull(std::string(next())));
+    } else if (arg == "--certs") {
+      o.certs = next();
+    } else if (arg == "--pin") {
+      o.pin = next();
+      if (o.pin != "split" && o.pin != "same" && o.pin != "none") return usage();
+    } else if (arg == "--case") {
       o.cases.emplace_back(next());
-    else {
-      fmt::print(stderr,
-                 "usage: patio-bench [--calls N] [--inflight N] [--case "
-                 "memory_async|memory_thread_pool|process_pool]...\n");
-      return 2;
+    } else {
+      return usage();
     }
   }
   auto wanted = [&](std::string_view name) {
     return o.cases.empty() || std::find(o.cases.begin(), o.cases.end(), name) != o.cases.end();
   };
-  if (wanted("memory_async")) memory_async(o);
-  if (wanted("memory_thread_pool")) memory_thread_pool(o);
-  if (wanted("process_pool")) process_pool(o);
+  try {
+    if (wanted("memory_async")) memory_async(o);
+    if (wanted("memory_thread_pool")) memory_thread_pool(o);
+    if (wanted("process_pool")) process_pool(o);
+    if (wanted("tcp")) tcp_case<tcp::socket>(o);
+    if (wanted("tcp_tls")) tcp_case<tls_stream>(o);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "patio-bench: {}\n", e.what());
+    return 1;
+  }
 }

@@ -32,6 +32,7 @@
 #include <deque>
 #include <stdexcept>
 #include <unordered_map>
+#include <unordered_set>
 #include <variant>
 
 namespace patio {
@@ -182,7 +183,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     pending_.emplace(serial, std::move(inv));
   }
 
-  bool offers(const std::string& name) const { return std::find(names_.begin(), names_.end(), name) != names_.end(); }
+  bool offers(const std::string& name) const { return names_.contains(name); }
   const std::string& peer() const { return peer_; }
 
  private:
@@ -314,6 +315,16 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
                      : messages::response_frame(serial, inv->result()));
   }
 
+  /// The peer's DISCOVER_RESPONSE: what it executes. The first makes this
+  /// connection a route.
+  void discovered(std::vector<std::string> names) {
+    names_ = {std::make_move_iterator(names.begin()), std::make_move_iterator(names.end())};
+    if (!live_) {
+      live_ = true;
+      core_->became_live(shared_from_this());
+    }
+  }
+
   /// Starts running a REQUEST from the peer.
   void start(std::uint32_t serial, messages::request request) {
     auto state = std::make_shared<running>();
@@ -403,7 +414,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   std::uint32_t serial_ = 0;
   std::unordered_map<std::uint32_t, std::shared_ptr<invocation>> pending_;  // our calls, by serial
   std::unordered_map<std::uint32_t, std::shared_ptr<running>> running_;     // the peer's calls, by serial
-  std::vector<std::string> names_;
+  std::unordered_set<std::string> names_;                                   // what the peer executes
   bool live_ = false;
 
   friend class tcp_core;
@@ -424,13 +435,7 @@ asio::awaitable<bool> tcp_connection::run(std::shared_ptr<tcp_connection> self) 
         if (!co_await self->read_frame(h, payload)) break;
         switch (h.kind) {
           case frame::type::discover_request: self->send(messages::discover_response_frame(core.offered())); break;
-          case frame::type::discover_response:
-            self->names_ = messages::decode_discover_response(payload);
-            if (!self->live_) {
-              self->live_ = true;
-              core.became_live(self);
-            }
-            break;
+          case frame::type::discover_response: self->discovered(messages::decode_discover_response(payload)); break;
           case frame::type::request: self->start(h.serial, messages::decode_request(payload)); break;
           case frame::type::cancel: self->cancel(h.serial); break;
           case frame::type::response:
