@@ -17,7 +17,6 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/ip/v6_only.hpp>
 #include <asio/post.hpp>
-#include <asio/read.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/ssl.hpp>
 #include <asio/steady_timer.hpp>
@@ -29,6 +28,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <deque>
 #include <stdexcept>
 #include <unordered_map>
@@ -209,12 +209,14 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     self->writing_ = false;
   }
 
-  /// Reads one frame; an empty optional ends the connection (logged).
-  asio::awaitable<bool> read_frame(frame::header& h, std::string& payload) {
-    unsigned char header[frame::header_size];
-    std::error_code ec;
-    ec = co_await read(asio::buffer(header));
-    if (ec) co_return false;
+  /// Reads one frame; false ends the connection (logged). `payload` points
+  /// into the read buffer and is valid until the next read.
+  ///
+  /// Reads as much as the socket holds into one buffer and takes frames from
+  /// it, so a burst of frames costs one read, not two per frame.
+  asio::awaitable<bool> read_frame(frame::header& h, std::string_view& payload) {
+    if (!co_await fill(frame::header_size)) co_return false;
+    const auto* header = reinterpret_cast<const unsigned char*>(rbuf_.data() + rpos_);
     const auto max = authenticated_ ? core_->options_.max_payload : handshake::max_payload;
     switch (frame::decode(header, max, authenticated_, h)) {
       case frame::header_error::none: break;
@@ -228,9 +230,32 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
         fmt::print(stderr, "patio tcp: {} sent a packet before authenticating; closing\n", peer_);
         co_return false;
     }
-    payload.resize(h.payload_size);
-    ec = co_await read(asio::buffer(payload));
-    co_return !ec;
+    if (!co_await fill(frame::header_size + h.payload_size)) co_return false;
+    payload = std::string_view(rbuf_.data() + rpos_ + frame::header_size, h.payload_size);
+    rpos_ += frame::header_size + h.payload_size;
+    co_return true;
+  }
+
+  /// Makes at least `n` bytes available at rpos_; false on EOF or error.
+  asio::awaitable<bool> fill(std::size_t n) {
+    if (rend_ - rpos_ >= n) co_return true;
+    // What is left moves to the front; a buffer grown for one large frame
+    // shrinks back once that frame has been consumed.
+    std::memmove(rbuf_.data(), rbuf_.data() + rpos_, rend_ - rpos_);
+    rend_ -= rpos_;
+    rpos_ = 0;
+    if (rbuf_.size() < n) {
+      rbuf_.resize(n);
+    } else if (rbuf_.size() > read_buffer_size && n <= read_buffer_size && rend_ <= read_buffer_size) {
+      rbuf_.resize(read_buffer_size);
+      rbuf_.shrink_to_fit();
+    }
+    while (rend_ < n) {
+      const auto [ec, got] = co_await read_some(asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_));
+      if (ec) co_return false;
+      rend_ += got;
+    }
+    co_return true;
   }
 
   asio::awaitable<bool> authenticate() {
@@ -261,7 +286,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
       client.emplace(core_->options_.key);
     }
     frame::header h;
-    std::string payload;
+    std::string_view payload;
     while (co_await read_frame(h, payload)) {
       const auto step = server ? server->on_frame(h, payload) : client->on_frame(h, payload);
       if (!step.send.empty()) send(step.send);
@@ -384,13 +409,14 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     return std::get<tls_stream>(stream_).next_layer();
   }
 
-  asio::awaitable<std::error_code> read(asio::mutable_buffer b) {
+  asio::awaitable<std::pair<std::error_code, std::size_t>> read_some(asio::mutable_buffer b) {
     std::error_code ec;
+    std::size_t got = 0;
     if (auto* plain = std::get_if<tcp::socket>(&stream_))
-      co_await asio::async_read(*plain, b, asio::redirect_error(asio::use_awaitable, ec));
+      got = co_await plain->async_read_some(b, asio::redirect_error(asio::use_awaitable, ec));
     else
-      co_await asio::async_read(std::get<tls_stream>(stream_), b, asio::redirect_error(asio::use_awaitable, ec));
-    co_return ec;
+      got = co_await std::get<tls_stream>(stream_).async_read_some(b, asio::redirect_error(asio::use_awaitable, ec));
+    co_return std::pair{ec, got};
   }
 
   asio::awaitable<std::error_code> write(asio::const_buffer b) {
@@ -405,6 +431,10 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   std::variant<tcp::socket, tls_stream> stream_;
   role role_;
   std::string peer_;
+  static constexpr std::size_t read_buffer_size = 64 * 1024;
+  std::vector<char> rbuf_ = std::vector<char>(read_buffer_size);
+  std::size_t rpos_ = 0;          // next unread byte in rbuf_
+  std::size_t rend_ = 0;          // end of the bytes read into rbuf_
   asio::steady_timer read_gate_;  // wakes a reader paused at max_in_flight
   bool authenticated_ = false;
   bool closed_ = false;
@@ -428,7 +458,7 @@ asio::awaitable<bool> tcp_connection::run(std::shared_ptr<tcp_connection> self) 
     authenticated = true;
     self->send(messages::discover_request_frame());
     frame::header h;
-    std::string payload;
+    std::string_view payload;
     try {
       for (;;) {
         co_await self->wait_for_room();
