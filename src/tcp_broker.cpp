@@ -145,18 +145,21 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   /// Runs the connection until it ends. @returns whether it authenticated.
   static asio::awaitable<bool> run(std::shared_ptr<tcp_connection> self);
 
-  void send(std::string frame) {
+  /// Queues a frame. Frames queued while the handlers of one turn run go
+  /// out together in one write.
+  void send(std::string_view frame) {
     if (closed_) return;
-    if (queued_bytes_ + frame.size() > core_->options_.max_write_buffer) {
-      fmt::print(stderr, "patio tcp: {} stopped reading ({} bytes wait to be sent); closing\n", peer_, queued_bytes_);
+    const auto queued = unsent_.size() + writing_buf_.size();
+    if (queued + frame.size() > core_->options_.max_write_buffer) {
+      fmt::print(stderr, "patio tcp: {} stopped reading ({} bytes wait to be sent); closing\n", peer_, queued);
       close();
       return;
     }
-    queued_bytes_ += frame.size();
-    outbox_.push_back(std::move(frame));
+    unsent_ += frame;
     if (!writing_) {
       writing_ = true;
-      asio::co_spawn(core_->strand_, write_loop(shared_from_this()), asio::detached);
+      // Posted, not written now: what else this turn sends joins the write.
+      asio::post(core_->strand_, [self = shared_from_this()] { self->flush(); });
     }
   }
 
@@ -187,26 +190,29 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   const std::string& peer() const { return peer_; }
 
  private:
-  static asio::awaitable<void> write_loop(std::shared_ptr<tcp_connection> self) {
-    std::string batch;
-    while (!self->outbox_.empty()) {
-      // Everything queued goes out in one write: fewer syscalls under load.
-      batch.clear();
-      while (!self->outbox_.empty() && batch.size() < (1u << 20)) {
-        batch += self->outbox_.front();
-        self->outbox_.pop_front();
-      }
-      std::error_code ec;
-      ec = co_await self->write(asio::buffer(batch));
-      self->queued_bytes_ -= batch.size();
-      if (ec) {
-        self->outbox_.clear();
-        self->queued_bytes_ = 0;
-        self->close();
-        break;
-      }
+  /// Writes what is unsent, then again while more has been queued meanwhile.
+  void flush() {
+    if (closed_ || unsent_.empty()) {
+      writing_ = false;
+      return;
     }
-    self->writing_ = false;
+    std::swap(unsent_, writing_buf_);
+    auto written = [self = shared_from_this()](std::error_code ec, std::size_t) {
+      self->writing_buf_.clear();
+      if (self->writing_buf_.capacity() > keep_write_capacity) std::string().swap(self->writing_buf_);
+      if (ec) {
+        self->unsent_.clear();
+        self->writing_ = false;
+        self->close();
+        return;
+      }
+      self->flush();
+    };
+    // The socket's handlers run on the strand.
+    if (auto* plain = std::get_if<tcp::socket>(&stream_))
+      asio::async_write(*plain, asio::buffer(writing_buf_), std::move(written));
+    else
+      asio::async_write(std::get<tls_stream>(stream_), asio::buffer(writing_buf_), std::move(written));
   }
 
   /// Reads one frame; false ends the connection (logged). `payload` points
@@ -419,15 +425,6 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     co_return std::pair{ec, got};
   }
 
-  asio::awaitable<std::error_code> write(asio::const_buffer b) {
-    std::error_code ec;
-    if (auto* plain = std::get_if<tcp::socket>(&stream_))
-      co_await asio::async_write(*plain, b, asio::redirect_error(asio::use_awaitable, ec));
-    else
-      co_await asio::async_write(std::get<tls_stream>(stream_), b, asio::redirect_error(asio::use_awaitable, ec));
-    co_return ec;
-  }
-
   std::variant<tcp::socket, tls_stream> stream_;
   role role_;
   std::string peer_;
@@ -438,9 +435,10 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   asio::steady_timer read_gate_;  // wakes a reader paused at max_in_flight
   bool authenticated_ = false;
   bool closed_ = false;
-  bool writing_ = false;
-  std::deque<std::string> outbox_;
-  std::size_t queued_bytes_ = 0;  // in outbox_ and in the write under way
+  bool writing_ = false;     // a flush is posted or a write is under way
+  std::string unsent_;       // frames queued for the next write
+  std::string writing_buf_;  // the write under way
+  static constexpr std::size_t keep_write_capacity = 1024 * 1024;
   std::uint32_t serial_ = 0;
   std::unordered_map<std::uint32_t, std::shared_ptr<invocation>> pending_;  // our calls, by serial
   std::unordered_map<std::uint32_t, std::shared_ptr<running>> running_;     // the peer's calls, by serial
