@@ -136,7 +136,10 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
       auto& tls = stream_.emplace<tls_stream>(std::move(plain), *core_->ssl_);
       const auto& name = core_->options_.tls->server_name;
       // SNI; SSL_set_tlsext_host_name without its C cast.
-      if (r == role::client && !name.empty())
+      // (Not for an IP address: SNI carries host names only, RFC 6066.)
+      std::error_code not_ip;
+      asio::ip::make_address(name, not_ip);
+      if (r == role::client && !name.empty() && not_ip)
         SSL_ctrl(tls.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
                  const_cast<char*>(name.c_str()));
     }
@@ -298,7 +301,8 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
       if (!step.send.empty()) send(step.send);
       if (step.failed) {
         fmt::print(stderr, "patio tcp: authentication with {} failed: {}; closing\n", peer_, step.reason);
-        break;
+        deadline.cancel();
+        co_return false;
       }
       if (step.done) {
         authenticated_ = true;
@@ -306,6 +310,10 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
         co_return true;
       }
     }
+    // The server checks the client's proof first and says nothing when it
+    // is wrong: tell the client's user why the connection went away.
+    if (role_ == role::client && !closed_)
+      fmt::print(stderr, "patio tcp: {} closed the connection during authentication (a different key?)\n", peer_);
     deadline.cancel();
     co_return false;
   }
@@ -640,13 +648,20 @@ tcp_server_broker::tcp_server_broker(asio::any_io_executor io, patio::executor& 
 
 std::uint16_t tcp_server_broker::listen(std::string_view address, std::uint16_t port) {
   using asio::ip::tcp;
-  const tcp::endpoint endpoint(asio::ip::make_address(address), port);
+  std::error_code ec;
+  const auto ip = asio::ip::make_address(address, ec);
+  if (ec) throw std::system_error(ec, fmt::format("patio tcp: cannot listen on \"{}\": not an IP address", address));
+  const tcp::endpoint endpoint(ip, port);
   auto acceptor = std::make_shared<tcp::acceptor>(core_->strand_);
-  acceptor->open(endpoint.protocol());
-  acceptor->set_option(tcp::acceptor::reuse_address(true));
-  if (endpoint.address().is_v6()) acceptor->set_option(asio::ip::v6_only(true));
-  acceptor->bind(endpoint);
-  acceptor->listen();
+  try {
+    acceptor->open(endpoint.protocol());
+    acceptor->set_option(tcp::acceptor::reuse_address(true));
+    if (endpoint.address().is_v6()) acceptor->set_option(asio::ip::v6_only(true));
+    acceptor->bind(endpoint);
+    acceptor->listen();
+  } catch (const std::system_error& e) {
+    throw std::system_error(e.code(), fmt::format("patio tcp: cannot listen on {}:{}", address, port));
+  }
   const auto bound = acceptor->local_endpoint().port();
   detail::post_tracked(core_->strand_, [core = core_, acceptor] { core->acceptors_.push_back(acceptor); });
   asio::co_spawn(core_->strand_, detail::tcp_core::accept_loop(core_, acceptor), asio::detached);

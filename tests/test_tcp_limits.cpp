@@ -259,3 +259,21 @@ TEST_CASE("tcp options that cannot work are refused at construction", "[tcp][lim
       patio::tcp_client_broker(io.get_executor(), side.executor, {.max_payload = 1 << 20, .max_write_buffer = 1 << 19}),
       std::invalid_argument);
 }
+
+TEST_CASE("tcp: listen names the address it cannot listen on", "[tcp][limits]") {
+  asio::io_context io;
+  server_side side;
+  patio::tcp_server_broker server{io.get_executor(), side.executor};
+  const auto taken = server.listen("127.0.0.1", 0);
+  auto message_of = [&](const char* address, std::uint16_t port) -> std::string {
+    try {
+      server.listen(address, port);
+    } catch (const std::system_error& e) {
+      return e.what();
+    }
+    return "<nothing thrown>";
+  };
+  CHECK_THAT(message_of("localhost", 0), Catch::Contains("cannot listen on \"localhost\": not an IP address"));
+  CHECK_THAT(message_of("127.0.0.1", taken), Catch::Contains("cannot listen on 127.0.0.1:" + std::to_string(taken)));
+  patio::test::run(io, server.close());
+}
