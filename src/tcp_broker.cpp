@@ -65,7 +65,6 @@ asio::ssl::context make_ssl_context(const tls_options& tls, bool server) {
     else
       ctx.load_verify_file(tls.ca_file);
     ctx.set_verify_mode(asio::ssl::verify_peer);
-    if (!tls.server_name.empty()) ctx.set_verify_callback(asio::ssl::host_name_verification(tls.server_name));
   }
   return ctx;
 }
@@ -124,25 +123,29 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
  public:
   enum class role { server, client };
 
-  tcp_connection(std::shared_ptr<tcp_core> core, tcp::socket socket, role r)
+  /// `host`: for a client, the host it connected to, which a TLS server's
+  /// certificate must name unless tls_options say otherwise.
+  tcp_connection(std::shared_ptr<tcp_core> core, tcp::socket socket, role r, const std::string& host = {})
       : core_(std::move(core)),
         stream_(std::in_place_index<0>, std::move(socket)),
         role_(r),
         peer_(describe(lowest())),
         read_gate_(core_->strand_),
         serial_(core_->first_serial_) {
-    if (core_->ssl_) {
-      auto plain = std::move(std::get<tcp::socket>(stream_));
-      auto& tls = stream_.emplace<tls_stream>(std::move(plain), *core_->ssl_);
-      const auto& name = core_->options_.tls->server_name;
-      // SNI; SSL_set_tlsext_host_name without its C cast.
-      // (Not for an IP address: SNI carries host names only, RFC 6066.)
-      std::error_code not_ip;
-      asio::ip::make_address(name, not_ip);
-      if (r == role::client && !name.empty() && not_ip)
-        SSL_ctrl(tls.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-                 const_cast<char*>(name.c_str()));
-    }
+    if (!core_->ssl_) return;
+    auto plain = std::move(std::get<tcp::socket>(stream_));
+    auto& tls = stream_.emplace<tls_stream>(std::move(plain), *core_->ssl_);
+    if (r != role::client) return;
+    const auto& options = *core_->options_.tls;
+    const std::string name = options.server_name.empty() ? host : options.server_name;
+    if (options.verify_server_name) tls.set_verify_callback(asio::ssl::host_name_verification(name));
+    // SNI (SSL_set_tlsext_host_name without its C cast); host names only,
+    // never an IP address (RFC 6066).
+    std::error_code not_ip;
+    asio::ip::make_address(name, not_ip);
+    if (not_ip && !name.empty())
+      SSL_ctrl(tls.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+               const_cast<char*>(name.c_str()));
   }
 
   /// Runs the connection until it ends. @returns whether it authenticated.
@@ -564,7 +567,7 @@ asio::awaitable<void> tcp_core::connect_loop(std::shared_ptr<tcp_core> self, std
       co_await asio::async_connect(socket, endpoints, asio::redirect_error(asio::use_awaitable, ec));
       if (!ec && !self->closed_) {
         socket.set_option(tcp::no_delay(true), ec);
-        auto c = std::make_shared<tcp_connection>(self, std::move(socket), tcp_connection::role::client);
+        auto c = std::make_shared<tcp_connection>(self, std::move(socket), tcp_connection::role::client, host);
         authenticated = co_await tcp_connection::run(std::move(c));
       }
     }

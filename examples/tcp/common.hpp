@@ -225,12 +225,11 @@ inline arguments parse_command_line(int argc, char** argv, const program& p) {
   if (!cert.empty() || !key.empty() || !ca.empty()) {
     if (cert.empty() != key.empty()) usage_error("--tls-cert and --tls-key go together");
     patio::tls_options tls{.certificate_chain_file = cert, .private_key_file = key, .ca_file = ca};
+    // A client checks each server's certificate against the host it
+    // connects to (tls_options::server_name left empty).
     if (p.end == side::listens) {
       if (cert.empty()) usage_error("a TLS server needs --tls-cert and --tls-key");
       tls.require_client_certificate = !ca.empty();
-    } else {
-      // One name per broker: the certificates of all servers must carry it.
-      tls.server_name = args.addresses.front().host;
     }
     args.tcp.tls = tls;
   }

@@ -47,9 +47,14 @@ struct tls_options {
   /// Server: refuse clients without a certificate signed by ca_file.
   bool require_client_certificate = false;
 
-  /// Client: the host name the server's certificate must name (also sent as
-  /// SNI); empty to skip the name check (the chain is still verified).
+  /// Client: the name the server's certificate must carry (also sent as
+  /// SNI). Empty: the host given to connect(), as a browser checks the host
+  /// in its URL. The test certificates name localhost, 127.0.0.1 and ::1.
   std::string server_name{};
+
+  /// Client: false skips the name check (the chain is still verified
+  /// against ca_file). Only for certificates that name no usable host.
+  bool verify_server_name = true;
 };
 
 /// Options of the TCP brokers. Defaults follow patio where it has one.

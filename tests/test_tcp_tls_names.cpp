@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: MIT
+// Which name a TLS client checks the server's certificate against.
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string cert(const char* name) { return std::string(PATIO_TEST_CERTS) + "/" + name; }
+
+std::int64_t mul(patio::varargs<std::int64_t> args) {
+  std::int64_t product = 1;
+  for (auto a : args) product *= a;
+  return product;
+}
+
+patio::tcp_options server_options() {
+  return {.tls =
+              patio::tls_options{.certificate_chain_file = cert("server.pem"), .private_key_file = cert("server.key")}};
+}
+
+patio::tcp_options client_options(std::string server_name, bool verify) {
+  return {.reconnect_delay = 50ms,
+          .tls = patio::tls_options{
+              .ca_file = cert("ca.pem"), .server_name = std::move(server_name), .verify_server_name = verify}};
+}
+
+/// Whether a client with `options` connecting to `host` reaches the server.
+asio::awaitable<bool> reaches(asio::io_context& io, std::string host, std::uint16_t port, patio::tcp_options options) {
+  patio::registry rpc;
+  patio::null_executor executor{rpc};
+  patio::tcp_client_broker client{io.get_executor(), executor, std::move(options)};
+  client.connect(std::move(host), port);
+  bool ok = false;
+  try {
+    ok = co_await client.call<std::int64_t>({.timeout = 1s}, "mul", 2, 3) == 6;
+  } catch (const patio::no_route_error&) {
+  }
+  co_await client.close();
+  co_return ok;
+}
+
+}  // namespace
+
+TEST_CASE("tcp over TLS: by default the client checks the host it connects to", "[tcp][tls]") {
+  asio::io_context io;
+  patio::registry rpc;
+  rpc.add("mul", mul);
+  patio::async_executor executor{rpc};
+  patio::tcp_server_broker server{io.get_executor(), executor, server_options()};
+  // All of 127.0.0.0/8 is loopback; the certificate names 127.0.0.1 only.
+  const auto port = server.listen("0.0.0.0", 0);
+
+  auto test = [&]() -> asio::awaitable<void> {
+    CHECK(co_await reaches(io, "127.0.0.1", port, client_options({}, true)));
+    CHECK(co_await reaches(io, "localhost", port, client_options({}, true)));
+    CHECK_FALSE(co_await reaches(io, "127.0.0.2", port, client_options({}, true)));
+    // An explicit name wins over the host; switching the check off lets any
+    // name through, but never an untrusted chain (tests/test_tcp_broker.cpp).
+    CHECK(co_await reaches(io, "127.0.0.2", port, client_options("localhost", true)));
+    CHECK_FALSE(co_await reaches(io, "127.0.0.1", port, client_options("elsewhere.example", true)));
+    CHECK(co_await reaches(io, "127.0.0.2", port, client_options({}, false)));
+    co_await server.close();
+  };
+  patio::test::run(io, test());
+}
