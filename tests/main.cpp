@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The test binary is also the process pool's worker program: started as a
-// worker, it serves the test tasks and leaves.
+// worker, it serves the test tasks and leaves. Other environment variables
+// make it the child process some tests need (see support.hpp).
 #define CATCH_CONFIG_RUNNER
 #include "support.hpp"
 
@@ -14,5 +15,6 @@ int main(int argc, char** argv) {
   patio::test::register_process_tasks(rpc);
   if (patio::serve_as_worker(rpc)) return 0;
   if (const int status = patio::test::orphan_parent_mode(rpc); status >= 0) return status;
+  if (const int status = patio::test::tcp_serve_mode(); status >= 0) return status;
   return Catch::Session().run(argc, argv);
 }

@@ -24,6 +24,12 @@ void register_process_tasks(patio::registry& rpc);
 /// worker pids and waits to be killed; returns -1 otherwise.
 int orphan_parent_mode(patio::registry& rpc);
 
+/// When PATIO_TEST_TCP_SERVE is set: serves "announced_wait" (prints
+/// "running", then waits) on a TCP server broker on 127.0.0.1, prints
+/// "ready <port>" and runs until killed (tests/test_tcp_broker.cpp);
+/// returns -1 otherwise.
+int tcp_serve_mode();
+
 /// Runs `task` on a fresh io_context until it finishes and returns its
 /// result; rethrows what it threw. Fails (throws) if the io_context runs out
 /// of work first, or if the task takes longer than `limit`: a hang is a
