@@ -542,9 +542,15 @@ asio::awaitable<void> tcp_core::accept_loop(std::shared_ptr<tcp_core> self, std:
     std::error_code ec;
     tcp::socket socket(self->strand_);
     co_await acceptor->async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+    if (self->closed_) break;  // accepted just as the broker closed: the socket closes here
     if (ec) {
-      if (self->closed_ || ec == asio::error::operation_aborted) break;
-      continue;  // e.g. a connection reset before accept, or out of descriptors for a moment
+      if (ec == asio::error::operation_aborted) break;
+      // A connection reset before accept, or out of descriptors (EMFILE):
+      // logged, and a pause so that the loop does not spin meanwhile.
+      fmt::print(stderr, "patio tcp: accept failed: {}; retrying\n", ec.message());
+      asio::steady_timer pause(self->strand_, 100ms);
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
     }
     socket.set_option(tcp::no_delay(true), ec);
     auto c = std::make_shared<tcp_connection>(self, std::move(socket), tcp_connection::role::server);
