@@ -50,6 +50,8 @@ asio::awaitable<void> executor::dispatch(std::shared_ptr<detail::invocation> inv
 
 namespace detail {
 
+void start_invocation(executor& ex, std::shared_ptr<invocation> inv) { ex.start(std::move(inv)); }
+
 task_limiter::task_limiter(std::size_t max_running, std::size_t max_queue)
     : max_running_(std::max<std::size_t>(max_running, 1)), max_queue_(max_queue) {}
 
