@@ -50,6 +50,8 @@ asio::awaitable<void> executor::dispatch(std::shared_ptr<detail::invocation> inv
 
 namespace detail {
 
+void start_invocation(executor& ex, std::shared_ptr<invocation> inv) { ex.start(std::move(inv)); }
+
 task_limiter::task_limiter(std::size_t max_running, std::size_t max_queue)
     : max_running_(std::max<std::size_t>(max_running, 1)), max_queue_(max_queue) {}
 
@@ -72,21 +74,6 @@ void task_limiter::start(std::shared_ptr<invocation> inv) {
   spawn(std::move(inv));
 }
 
-namespace {
-asio::awaitable<void> run_task(std::shared_ptr<task_limiter> limiter, std::shared_ptr<invocation> inv,
-                               void (task_limiter::*finished)(const std::shared_ptr<invocation>&)) {
-  const auto& fn = *inv->target;
-  if (fn.is_coroutine())
-    co_await fn.invoke_async(inv);
-  else
-    fn.invoke(*inv);
-  // A task cancelled by shutdown failed because of it, not of its own accord.
-  if (inv->has_error() && limiter->is_shut_down()) inv->set_error(shut_down_error(inv->name));
-  invocation::complete(std::shared_ptr<invocation>(inv));  // on the caller's executor: a copy is fine
-  ((*limiter).*finished)(inv);
-}
-}  // namespace
-
 void task_limiter::spawn(std::shared_ptr<invocation> inv) {
   // A queued call may have been abandoned between finished() taking it and
   // this post running: it must still never start. (Both this and abandon()
@@ -98,8 +85,18 @@ void task_limiter::spawn(std::shared_ptr<invocation> inv) {
   inv->task_cancellable = true;
   auto ex = inv->caller_executor;
   auto slot = inv->task_cancel.slot();
-  asio::co_spawn(ex, run_task(shared_from_this(), std::move(inv), &task_limiter::finished),
-                 asio::bind_cancellation_slot(slot, asio::detached));
+  // The task's own coroutine is spawned, and what follows it runs in the
+  // completion: one coroutine frame per task, not two.
+  auto task = inv->target->invoke_async(inv);
+  asio::co_spawn(
+      ex, std::move(task),
+      asio::bind_cancellation_slot(slot, [self = shared_from_this(), inv = std::move(inv)](std::exception_ptr e) {
+        if (e && !inv->has_error()) inv->set_error(std::move(e));
+        // A task cancelled by shutdown failed because of it, not of its own accord.
+        if (inv->has_error() && self->is_shut_down()) inv->set_error(shut_down_error(inv->name));
+        invocation::complete(std::shared_ptr<invocation>(inv));  // on the caller's executor: a copy is fine
+        self->finished(inv);
+      }));
 }
 
 void task_limiter::finished(const std::shared_ptr<invocation>& inv) {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include <patio/detail/messages.hpp>
 
+#include <cstring>
+
 namespace patio::detail::messages {
 
 namespace {
@@ -18,18 +20,54 @@ std::string frame_of(frame::type kind, std::uint32_t serial, const msgpack::sbuf
   return frame::make(kind, serial, payload.data(), payload.size());
 }
 
+/// A msgpack stream that appends to a std::string.
+struct string_stream {
+  std::string& out;
+  void write(const char* data, std::size_t size) { out.append(data, size); }
+};
+
+/// Appends a frame whose payload `pack` writes: the header first, its size
+/// filled in after. Leaves `out` as it was if `pack` throws.
+template <class Pack>
+void append_frame(std::string& out, frame::type kind, std::uint32_t serial, Pack&& pack) {
+  const auto start = out.size();
+  out.append(frame::header_size, '\0');
+  try {
+    string_stream stream{out};
+    msgpack::packer<string_stream> p(stream);
+    pack(p);
+  } catch (...) {
+    out.resize(start);
+    throw;
+  }
+  const auto h = frame::encode({kind, static_cast<std::uint32_t>(out.size() - start - frame::header_size), serial});
+  std::memcpy(out.data() + start, h.data(), frame::header_size);
+}
+
+void append_raw_frame(std::string& out, frame::type kind, std::uint32_t serial, const char* payload, std::size_t size) {
+  const auto h = frame::encode({kind, static_cast<std::uint32_t>(size), serial});
+  out.append(reinterpret_cast<const char*>(h.data()), frame::header_size);
+  out.append(payload, size);
+}
+
 }  // namespace
 
+void append_request_frame(std::string& out, std::uint32_t serial, invocation& inv,
+                          std::optional<double> timeout_seconds) {
+  append_frame(out, frame::type::request, serial, [&](auto& p) {
+    p.pack_array(4);
+    pack_call(p, inv);
+    if (timeout_seconds)
+      p.pack(*timeout_seconds);
+    else
+      p.pack_nil();
+  });
+}
+
 std::string request_frame(std::uint32_t serial, invocation& inv, std::optional<double> timeout_seconds) {
-  msgpack::sbuffer out;
-  msgpack::packer<msgpack::sbuffer> p(out);
-  p.pack_array(4);
-  pack_call(p, inv);
-  if (timeout_seconds)
-    p.pack(*timeout_seconds);
-  else
-    p.pack_nil();
-  return frame_of(frame::type::request, serial, out);
+  std::string out;
+  append_request_frame(out, serial, inv, timeout_seconds);
+  return out;
 }
 
 request decode_request(std::string_view payload) {
@@ -65,14 +103,23 @@ std::string response_frame(std::uint32_t serial, const msgpack::sbuffer& packed_
   return frame_of(frame::type::response, serial, packed_result);
 }
 
+void append_response_frame(std::string& out, std::uint32_t serial, const msgpack::sbuffer& packed_result) {
+  append_raw_frame(out, frame::type::response, serial, packed_result.data(), packed_result.size());
+}
+
+void append_error_frame(std::string& out, std::uint32_t serial, const error_record& error) {
+  append_frame(out, frame::type::error, serial, [&](auto& p) {
+    p.pack_array(3);
+    p.pack(static_cast<int>(error.code));
+    p.pack(error.type_name);
+    p.pack(error.message);
+  });
+}
+
 std::string error_frame(std::uint32_t serial, const error_record& error) {
-  msgpack::sbuffer out;
-  msgpack::packer<msgpack::sbuffer> p(out);
-  p.pack_array(3);
-  p.pack(static_cast<int>(error.code));
-  p.pack(error.type_name);
-  p.pack(error.message);
-  return frame_of(frame::type::error, serial, out);
+  std::string out;
+  append_error_frame(out, serial, error);
+  return out;
 }
 
 reply decode_reply(frame::type kind, std::string_view payload) {

@@ -69,6 +69,15 @@ asio::ssl::context make_ssl_context(const tls_options& tls, bool server) {
   return ctx;
 }
 
+/// The strand a broker's state lives on. Over an io_context's own executor
+/// the strand fits any_io_executor's small-object buffer, so the copies and
+/// prefer()s every async operation makes allocate nothing; a strand over an
+/// any_io_executor does not fit, and each of them would.
+asio::any_io_executor make_broker_strand(const asio::any_io_executor& io) {
+  if (const auto* ctx = io.target<asio::io_context::executor_type>()) return asio::make_strand(*ctx);
+  return asio::make_strand(io);
+}
+
 std::string describe(const tcp::socket& s) {
   std::error_code ec;
   const auto ep = s.remote_endpoint(ec);
@@ -82,14 +91,14 @@ class tcp_connection;
 class tcp_core : public std::enable_shared_from_this<tcp_core> {
  public:
   tcp_core(asio::any_io_executor io, patio::executor& executor, tcp_options options, bool server)
-      : strand_(asio::make_strand(io)), executor_(executor), options_(std::move(options)), server_(server) {
+      : strand_(make_broker_strand(io)), executor_(executor), options_(std::move(options)), server_(server) {
     if (options_.max_in_flight == 0) throw std::invalid_argument("tcp_options: max_in_flight must be at least 1");
     if (options_.max_write_buffer < options_.max_payload + frame::header_size)
       throw std::invalid_argument("tcp_options: max_write_buffer must hold a frame of max_payload bytes");
     if (options_.tls) ssl_.emplace(make_ssl_context(*options_.tls, server));
   }
 
-  asio::strand<asio::any_io_executor> strand_;
+  asio::any_io_executor strand_;  // a strand (see make_broker_strand)
   patio::executor& executor_;
   tcp_options options_;
   std::vector<std::shared_ptr<tcp_connection>> live_;                  // on the strand
@@ -154,14 +163,23 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   /// Queues a frame. Frames queued while the handlers of one turn run go
   /// out together in one write.
   void send(std::string_view frame) {
+    send_with([frame](std::string& out) { out += frame; });
+  }
+
+  /// Queues the frame `append` appends to the unsent bytes: built in place,
+  /// with no buffer of its own.
+  template <class Append>
+  void send_with(Append&& append) {
     if (closed_) return;
-    const auto queued = unsent_.size() + writing_buf_.size();
-    if (queued + frame.size() > core_->options_.max_write_buffer) {
+    const auto before = unsent_.size();
+    append(unsent_);
+    const auto queued = before + writing_buf_.size();
+    if (unsent_.size() + writing_buf_.size() > core_->options_.max_write_buffer) {
+      unsent_.resize(before);
       fmt::print(stderr, "patio tcp: {} stopped reading ({} bytes wait to be sent); closing\n", peer_, queued);
       close();
       return;
     }
-    unsent_ += frame;
     if (!writing_) {
       writing_ = true;
       // Posted, not written now: what else this turn sends joins the write.
@@ -183,7 +201,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     do serial_ = frame::next_serial(serial_);
     while (pending_.contains(serial_));  // after a wrap, skip calls still in flight
     const auto serial = serial_;
-    send(messages::request_frame(serial, *inv, timeout_seconds));
+    send_with([&](std::string& out) { messages::append_request_frame(out, serial, *inv, timeout_seconds); });
     inv->on_abandon = [weak = weak_from_this(), serial, strand = core_->strand_] {
       detail::post_tracked(strand, [weak, serial] {
         if (auto self = weak.lock(); self && self->pending_.erase(serial)) self->send(messages::cancel_frame(serial));
@@ -327,36 +345,17 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     bool cancelled = false;  // by the peer's CANCEL, or the connection's end: nobody wants the reply
   };
 
-  /// Runs a REQUEST and sends its reply; on the strand throughout.
-  static asio::awaitable<void> execute(std::shared_ptr<tcp_connection> self, std::uint32_t serial,
-                                       messages::request request, std::shared_ptr<running> state) {
-    // Cancellation reaches the executor's wait below; nothing after it may
-    // throw because of it.
-    co_await asio::this_coro::throw_if_cancelled(false);
-    auto inv = request.invocation;
-    std::exception_ptr error = inv->error();
-    if (!error) {
-      try {
-        if (self->core_->closed_) throw closed_error(inv->name + ": the broker is closed");
-        const function* fn = self->core_->executor_.registry().find(inv->name);
-        if (!fn || !self->core_->executor_.runs_tasks()) throw no_route_error(inv->name + ": not offered by this side");
-        inv->target = fn->impl();
-        if (request.timeout_seconds)
-          inv->deadline = invocation::clock::now() + std::chrono::duration_cast<invocation::clock::duration>(
-                                                         std::chrono::duration<double>(*request.timeout_seconds));
-        co_await self->core_->executor_.execute(inv);
-        error = inv->error();
-      } catch (...) {
-        error = std::current_exception();
-      }
-    }
-    self->running_.erase(serial);
-    if (self->running_.size() < self->core_->options_.max_in_flight) self->read_gate_.cancel();
-    if (state->cancelled) co_return;
-    self->send(error ? messages::error_frame(serial, record_of(error))
-                     : messages::response_frame(serial, inv->result()));
+  /// The peer's request `serial` is over: its reply goes out unless the
+  /// peer gave up on it.
+  void finished(std::uint32_t serial, const running& state, encoded_invocation& inv, std::exception_ptr error) {
+    running_.erase(serial);
+    if (running_.size() < core_->options_.max_in_flight) read_gate_.cancel();
+    if (state.cancelled) return;
+    if (error)
+      send_with([&](std::string& out) { messages::append_error_frame(out, serial, record_of(error)); });
+    else
+      send_with([&](std::string& out) { messages::append_response_frame(out, serial, inv.result()); });
   }
-
   /// The peer's DISCOVER_RESPONSE: what it executes. The first makes this
   /// connection a route.
   void discovered(std::vector<std::string> names) {
@@ -367,13 +366,42 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     }
   }
 
-  /// Starts running a REQUEST from the peer.
+  /// Starts running a REQUEST from the peer. Its reply is sent from the
+  /// completion of its wait, on the strand: no coroutine of its own.
   void start(std::uint32_t serial, messages::request request) {
     auto state = std::make_shared<running>();
     if (!running_.emplace(serial, state).second)
       throw protocol_error(fmt::format("serial {} reused while its request still runs", serial));
-    asio::co_spawn(core_->strand_, execute(shared_from_this(), serial, std::move(request), state),
-                   asio::bind_cancellation_slot(state->cancel.slot(), asio::detached));
+    auto inv = std::move(request.invocation);
+    std::exception_ptr error = inv->error();
+    if (!error) {
+      try {
+        if (core_->closed_) throw closed_error(inv->name + ": the broker is closed");
+        const function* fn = core_->executor_.registry().find(inv->name);
+        if (!fn || !core_->executor_.runs_tasks()) throw no_route_error(inv->name + ": not offered by this side");
+        inv->target = fn->impl();
+        if (request.timeout_seconds)
+          inv->deadline = invocation::clock::now() + std::chrono::duration_cast<invocation::clock::duration>(
+                                                         std::chrono::duration<double>(*request.timeout_seconds));
+        inv->caller_executor = core_->strand_;
+        start_invocation(core_->executor_, inv);
+      } catch (...) {
+        error = std::current_exception();
+      }
+    }
+    if (error) {
+      finished(serial, *state, *inv, std::move(error));
+      return;
+    }
+    // The slot first: `state` is moved into the handler below.
+    auto slot = state->cancel.slot();
+    auto& target = *inv;
+    target.async_wait(asio::bind_cancellation_slot(slot, [self = shared_from_this(), serial, state = std::move(state),
+                                                          inv = std::move(inv)](std::exception_ptr e) {
+      // A wait that ended early (timeout, cancellation) says why; a
+      // finished task leaves its error, if any, in the invocation.
+      self->finished(serial, *state, *inv, e ? std::move(e) : inv->error());
+    }));
   }
 
   /// The peer gave up on `serial` (a CANCEL), or the connection ended (all).

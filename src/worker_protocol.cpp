@@ -2,7 +2,9 @@
 #include <patio/detail/worker_protocol.hpp>
 #include <patio/function.hpp>
 
+#include <algorithm>
 #include <cstring>
+#include <memory>
 
 namespace patio::detail {
 
@@ -36,19 +38,13 @@ void set_reply(invocation& inv, bool ok, const msgpack::object& result, const er
   }
 }
 
-void pack_call(msgpack::packer<msgpack::sbuffer>& p, invocation& inv) {
-  msgpack::zone zone(zone_chunk_size);
-  p.pack(inv.name);
-  p.pack(inv.args_object(zone));
-  if (const kwargs* kw = inv.keywords())
-    p.pack(kwargs_object(*kw, zone));
-  else
-    p.pack_map(0);
-}
-
 msgpack::object_handle protocol_unpack(const char* data, std::size_t size, std::string_view what) {
   try {
-    return msgpack::unpack(data, size);
+    // A zone sized for the payload, not msgpack's default 8 KiB: most
+    // payloads are small, and the zone grows when one is not.
+    auto zone = std::make_unique<msgpack::zone>(std::clamp<std::size_t>(2 * size + 128, 256, 8192));
+    const msgpack::object o = msgpack::unpack(*zone, data, size);
+    return msgpack::object_handle(o, std::move(zone));
   } catch (const std::exception& e) {
     throw protocol_error(std::string(what) + ": undecodable payload: " + e.what());
   }

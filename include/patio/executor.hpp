@@ -12,6 +12,15 @@
 
 namespace patio {
 
+class executor;
+
+namespace detail {
+/// For brokers: starts `inv` (its target and caller_executor set) on `ex`;
+/// the caller then waits with inv->async_wait().
+/// @throws executor_refused_error as the executor refuses it.
+void start_invocation(executor& ex, std::shared_ptr<invocation> inv);
+}  // namespace detail
+
 /// Options shared by every executor. The defaults are patio's.
 struct executor_options {
   /// How many tasks run at once: threads of a thread pool, concurrent
@@ -87,6 +96,8 @@ class executor : public detail::calls<executor> {
   virtual void start(std::shared_ptr<detail::invocation> inv) = 0;
 
  private:
+  friend void detail::start_invocation(executor& ex, std::shared_ptr<detail::invocation> inv);
+
   patio::registry& registry_;
   executor_options options_;
 };

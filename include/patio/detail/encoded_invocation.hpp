@@ -32,7 +32,16 @@ void set_reply(invocation& inv, bool ok, const msgpack::object& result, const er
 
 /// Packs what a call carries: its name, its positional arguments (an
 /// array) and its keyword arguments (a map, empty when none).
-void pack_call(msgpack::packer<msgpack::sbuffer>& p, invocation& inv);
+template <class Stream>
+void pack_call(msgpack::packer<Stream>& p, invocation& inv) {
+  msgpack::zone zone(zone_chunk_size);
+  p.pack(inv.name);
+  p.pack(inv.args_object(zone));
+  if (const kwargs* kw = inv.keywords())
+    p.pack(kwargs_object(*kw, zone));
+  else
+    p.pack_map(0);
+}
 
 /// Unpacks a received payload. @throws patio::protocol_error naming `what`.
 msgpack::object_handle protocol_unpack(const char* data, std::size_t size, std::string_view what);
@@ -75,7 +84,7 @@ class encoded_invocation final : public invocation {
   msgpack::object_handle request_;
   msgpack::object args_;
   kwargs keywords_;
-  msgpack::sbuffer result_;
+  msgpack::sbuffer result_{128};  // most results are small: not msgpack's 8 KiB at once
 };
 
 }  // namespace patio::detail

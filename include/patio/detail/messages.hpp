@@ -20,6 +20,10 @@ namespace patio::detail::messages {
 
 /// REQUEST: [name, args, kwargs, timeout seconds or nil].
 std::string request_frame(std::uint32_t serial, invocation& inv, std::optional<double> timeout_seconds);
+/// As request_frame(), appended to `out` (a connection's unsent bytes):
+/// no buffer of its own.
+void append_request_frame(std::string& out, std::uint32_t serial, invocation& inv,
+                          std::optional<double> timeout_seconds);
 
 struct request {
   std::shared_ptr<encoded_invocation> invocation;  // carries a decoding error as its error, if any
@@ -29,9 +33,11 @@ request decode_request(std::string_view payload);
 
 /// RESPONSE: the packed result as it is.
 std::string response_frame(std::uint32_t serial, const msgpack::sbuffer& packed_result);
+void append_response_frame(std::string& out, std::uint32_t serial, const msgpack::sbuffer& packed_result);
 
 /// ERROR: [errc, type name, message].
 std::string error_frame(std::uint32_t serial, const error_record& error);
+void append_error_frame(std::string& out, std::uint32_t serial, const error_record& error);
 
 /// A RESPONSE's result (alive while `handle` is) or an ERROR's record.
 struct reply {
