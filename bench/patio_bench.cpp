@@ -1,21 +1,45 @@
 // SPDX-License-Identifier: MIT
 // patio-bench: throughput of patio calls beside the raw work they wrap.
-// Prints one JSON object per case (per mode for the TCP cases) and line.
-// Uses the public API only.
+// Prints one JSON object per line: one per case and mode. Uses the public
+// API only.
 //
 //   patio-bench [--calls N] [--inflight N] [--repeat N] [--certs DIR]
 //               [--pin split|same|none] [--case NAME]...
 //
-// Cases: memory_async, memory_thread_pool, process_pool, tcp, tcp_tls.
+// Cases (all of them by default, or those named by --case):
+//   memory_async        mul(1, 2, 3) through a memory broker to an
+//                       async_executor, beside the coroutine called directly
+//   memory_thread_pool  the same to a thread_pool_executor (4 threads),
+//                       beside a bare post to an asio::thread_pool and back
+//   process_pool        the same to a process_pool_executor (4 workers),
+//                       beside 4 bare children answering over socketpairs
+//   tcp                 mul(1, 2, 3) over loopback TCP, one connection:
+//                       mode "sequential" (one call at a time) and mode
+//                       "pipelined" with 64 and with 1024 calls in flight
+//   tcp_tls             as tcp inside TLS: sequential, and pipelined with 64
+//   tcp_conns           pipelined over 8 connections (8 client brokers to one
+//                       server), 64 calls in flight on each
+//   tcp_bytes           echo(patio::bytes) of 64 KiB: sequential, and
+//                       pipelined with 64 in flight
 //
-// tcp and tcp_tls time mul(1, 2, 3) over loopback TCP (tcp_tls: inside TLS,
-// with the test certificates of --certs, by default tests/certs/ of the
-// source tree): one call at a time ("sequential": calls/s, p50 and p99
-// latency) and --inflight calls in flight ("pipelined", default 64: calls/s).
-// Their limit is a raw Asio echo of frames of the same sizes. Each figure is
-// the median of --repeat rounds (default 3) after a warm-up round; by
-// default 10,000 sequential and 50,000 pipelined calls a round, or --calls.
-// The server's and the client's threads are pinned as --pin says: each to
+// Every line has "case", "calls_per_s", "raw_calls_per_s" and "ratio"
+// (patio / raw). The TCP lines add "mode", "connections", "inflight" (per
+// connection) and "payload_bytes"; sequential ones p50_us and p99_us (and
+// raw_p50_us, raw_p99_us). The memory lines and the pipelined TCP lines add
+// "allocs_per_call", "new_per_call" and "bytes_per_call": heap allocations
+// per call (operator new and malloc, which msgpack's zones use; new_per_call
+// is the operator new part) and the bytes they asked for, counted over a
+// separate, untimed round of the same pipelined calls (so that counting does
+// not slow the timed ones). For TCP, both sides run in this process: the
+// counts are client and server together ("counted":"client+server").
+//
+// Each figure is the median of --repeat rounds (default 3) after a warm-up
+// round of a tenth of the calls. Calls a round (or --calls for all): memory
+// cases 500,000 (process_pool 100,000) with 256 in flight (--inflight);
+// TCP 10,000 sequential and 50,000 pipelined (tcp_bytes 1,000 and 5,000),
+// --inflight replacing the TCP cases' windows. tcp and tcp_tls use the test
+// certificates of --certs (default tests/certs/ of the source tree).
+// The TCP cases' server and client threads are pinned as --pin says: each to
 // a CPU of its own (split, the default), both to one (same), or not (none).
 //
 // The binary is also its own process pool worker (patio::serve_as_worker),
@@ -44,12 +68,14 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
 #include <future>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -57,7 +83,112 @@
 #include <type_traits>
 #include <vector>
 
+// ---- Allocation counting ------------------------------------------------------
+//
+// The global operator new and delete are replaced, and so are malloc, calloc
+// and realloc (msgpack allocates its zones and buffers with malloc, OpenSSL
+// its records): each forwards to glibc's allocator and, while counting is on,
+// counts. Counting is off except in the counted rounds, so the timed rounds
+// pay one relaxed load per allocation.
+
 namespace {
+
+std::atomic<bool> counting{false};
+std::atomic<std::uint64_t> counted_news{0};
+std::atomic<std::uint64_t> counted_mallocs{0};
+std::atomic<std::uint64_t> counted_bytes{0};
+
+void note_new(std::size_t n) noexcept {
+  if (!counting.load(std::memory_order_relaxed)) return;
+  counted_news.fetch_add(1, std::memory_order_relaxed);
+  counted_bytes.fetch_add(n, std::memory_order_relaxed);
+}
+
+void note_malloc(std::size_t n) noexcept {
+  if (!counting.load(std::memory_order_relaxed)) return;
+  counted_mallocs.fetch_add(1, std::memory_order_relaxed);
+  counted_bytes.fetch_add(n, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+extern "C" {
+// glibc's allocator under its exported names.
+void* __libc_malloc(std::size_t n) noexcept;
+void* __libc_calloc(std::size_t count, std::size_t n) noexcept;
+void* __libc_realloc(void* p, std::size_t n) noexcept;
+void __libc_free(void* p) noexcept;
+
+void* malloc(std::size_t n) noexcept {
+  note_malloc(n);
+  return __libc_malloc(n);
+}
+
+void* calloc(std::size_t count, std::size_t n) noexcept {
+  note_malloc(count * n);
+  return __libc_calloc(count, n);
+}
+
+void* realloc(void* p, std::size_t n) noexcept {
+  note_malloc(n);
+  return __libc_realloc(p, n);
+}
+
+void free(void* p) noexcept { __libc_free(p); }
+}
+
+void* operator new(std::size_t n) {
+  note_new(n);
+  if (void* p = __libc_malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+
+void* operator new[](std::size_t n) { return ::operator new(n); }
+
+void* operator new(std::size_t n, std::align_val_t align) {
+  note_new(n);
+  const auto a = static_cast<std::size_t>(align);
+  // aligned_alloc wants a multiple of the alignment; glibc's is not replaced
+  // here, and its blocks are freed by free like any other.
+  if (void* p = std::aligned_alloc(a, (n + a - 1) / a * a)) return p;
+  throw std::bad_alloc();
+}
+
+void* operator new[](std::size_t n, std::align_val_t align) { return ::operator new(n, align); }
+void operator delete(void* p) noexcept { __libc_free(p); }
+void operator delete[](void* p) noexcept { __libc_free(p); }
+void operator delete(void* p, std::size_t) noexcept { __libc_free(p); }
+void operator delete[](void* p, std::size_t) noexcept { __libc_free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { __libc_free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { __libc_free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { __libc_free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { __libc_free(p); }
+
+namespace {
+
+/// Heap allocations per call, over one counted run.
+struct alloc_counts {
+  double allocs = 0, news = 0, bytes = 0;
+};
+
+/// Runs `f`, which makes `calls` calls, with counting on.
+template <class F>
+alloc_counts count_allocations(std::size_t calls, F f) {
+  counted_news = 0;
+  counted_mallocs = 0;
+  counted_bytes = 0;
+  counting = true;
+  f();
+  counting = false;
+  const auto n = static_cast<double>(calls);
+  return {static_cast<double>(counted_news + counted_mallocs) / n, static_cast<double>(counted_news.load()) / n,
+          static_cast<double>(counted_bytes.load()) / n};
+}
+
+std::string alloc_fields(const alloc_counts& a) {
+  return fmt::format(R"("allocs_per_call":{:.2f},"new_per_call":{:.2f},"bytes_per_call":{:.0f})", a.allocs, a.news,
+                     a.bytes);
+}
 
 using clock_type = std::chrono::steady_clock;
 
@@ -69,12 +200,14 @@ std::int64_t mul(patio::varargs<std::int64_t> args) {
 
 asio::awaitable<std::int64_t> mul_async(patio::varargs<std::int64_t> args) { co_return mul(std::move(args)); }
 
+asio::awaitable<patio::bytes> echo(patio::bytes b) { co_return b; }
+
 struct options {
-  std::size_t calls = 1'000'000;
+  std::size_t calls = 500'000;
   std::size_t inflight = 256;
   bool calls_given = false;     // the TCP cases have defaults of their own
   bool inflight_given = false;  // (the memory cases' would take minutes there)
-  std::size_t repeat = 3;       // TCP cases: rounds, of which the median is reported
+  std::size_t repeat = 3;       // rounds, of which the median is reported
   std::string pin = "split";    // TCP cases: where the two sides' threads run
   std::string certs = PATIO_SOURCE_DIR "/tests/certs";
   std::vector<std::string> cases;
@@ -88,16 +221,28 @@ asio::awaitable<void> worker(std::size_t* remaining, Call call) {
   }
 }
 
-// Makes `o.calls` calls from `o.inflight` coroutines, each calling back to
+// Makes `calls` calls from `inflight` coroutines, each calling back to
 // back; returns wall seconds.
 template <class Call>
-double drive(const options& o, Call call) {
+double drive(std::size_t calls, std::size_t inflight, Call call) {
   asio::io_context io;
-  std::size_t remaining = o.calls;
+  std::size_t remaining = calls;
   auto start = clock_type::now();
-  for (std::size_t i = 0; i < o.inflight; ++i) asio::co_spawn(io, worker(&remaining, call), patio::rethrow);
+  for (std::size_t i = 0; i < inflight; ++i) asio::co_spawn(io, worker(&remaining, call), patio::rethrow);
   io.run();
   return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const auto n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+double percentile(std::vector<double> v, double q) {
+  const auto k = std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return v[k];
 }
 
 void check(std::int64_t r) {
@@ -126,12 +271,31 @@ asio::awaitable<void> pool_mul(asio::thread_pool* pool) {
   check(r);
 }
 
-void report(std::string_view name, const options& o, double seconds, double raw_seconds) {
-  const double rate = static_cast<double>(o.calls) / seconds;
-  const double raw_rate = static_cast<double>(o.calls) / raw_seconds;
-  fmt::print(R"({{"case":"{}","calls":{},"inflight":{},"calls_per_s":{:.0f},"raw_calls_per_s":{:.0f},"ratio":{:.3f}}})"
+/// Times `run_patio` and `run_raw` (each: calls -> wall seconds) over a
+/// warm-up round and --repeat rounds, alternating, then counts
+/// run_patio's allocations over a tenth of the calls; prints the line.
+template <class Patio, class Raw>
+void memory_case(std::string_view name, const options& o, std::size_t calls, Patio run_patio, Raw run_raw,
+                 bool count = true) {
+  std::vector<double> rate, raw_rate;
+  for (std::size_t round = 0; round <= o.repeat; ++round) {
+    const auto n = round == 0 ? std::max<std::size_t>(1, calls / 10) : calls;
+    const double patio_s = run_patio(n);
+    const double raw_s = run_raw(n);
+    if (round == 0) continue;
+    rate.push_back(static_cast<double>(n) / patio_s);
+    raw_rate.push_back(static_cast<double>(n) / raw_s);
+  }
+  std::string allocs;
+  if (count) {
+    const auto n = std::max<std::size_t>(1, calls / 10);
+    allocs = "," + alloc_fields(count_allocations(n, [&] { run_patio(n); }));
+  }
+  const double r = median(rate), raw = median(raw_rate);
+  fmt::print(R"({{"case":"{}","calls":{},"inflight":{},"repeat":{},"calls_per_s":{:.0f},"raw_calls_per_s":{:.0f},)"
+             R"("ratio":{:.3f}{}}})"
              "\n",
-             name, o.calls, o.inflight, rate, raw_rate, rate / raw_rate);
+             name, calls, o.inflight, o.repeat, r, raw, r / raw, allocs);
   std::fflush(stdout);
 }
 
@@ -140,10 +304,11 @@ void memory_async(const options& o) {
   rpc.add("mul", mul_async);
   patio::async_executor executor{rpc, {.max_workers = o.inflight, .max_queue = o.inflight}};
   patio::memory_broker broker{executor};
-  const double patio_s = drive(o, [&] { return broker_mul(&broker); });
-  // The limit: the same coroutine called directly on the same kind of io_context.
-  const double raw_s = drive(o, [] { return direct_mul(); });
-  report("memory_async", o, patio_s, raw_s);
+  memory_case(
+      "memory_async", o, o.calls,
+      [&](std::size_t n) { return drive(n, o.inflight, [&] { return broker_mul(&broker); }); },
+      // The limit: the same coroutine called directly on the same kind of io_context.
+      [&](std::size_t n) { return drive(n, o.inflight, [] { return direct_mul(); }); });
 }
 
 // The process pool's limit: the same request and reply over a socketpair
@@ -220,16 +385,12 @@ asio::awaitable<void> raw_process_mul(asio::local::stream_protocol::socket* sock
 
 void process_pool(const options& o) {
   constexpr std::size_t workers = 4;
-  options po = o;
-  po.calls = std::min<std::size_t>(o.calls, 200'000);  // ~10 µs a call: keep the default run short
+  // ~10 µs a call: keep the default run short.
+  const std::size_t calls = std::min<std::size_t>(o.calls, 100'000);
   patio::registry rpc;
   rpc.add("mul", mul);
-  double patio_s = 0;
-  {
-    patio::process_pool_executor executor{rpc, {.max_workers = workers, .max_queue = po.inflight}};
-    patio::memory_broker broker{executor};
-    patio_s = drive(po, [&] { return broker_mul(&broker); });
-  }
+  patio::process_pool_executor executor{rpc, {.max_workers = workers, .max_queue = o.inflight}};
+  patio::memory_broker broker{executor};
   // Raw: one child per worker, each driven by inflight / workers callers in
   // turn (one request at a time per child, as a pool worker runs).
   asio::io_context io;
@@ -240,15 +401,21 @@ void process_pool(const options& o) {
     sockets.push_back(
         std::make_unique<asio::local::stream_protocol::socket>(io, asio::local::stream_protocol(), children.back().fd));
   }
-  std::size_t remaining = po.calls;
-  const auto start = clock_type::now();
-  for (std::size_t i = 0; i < workers; ++i)
-    asio::co_spawn(io, worker(&remaining, [s = sockets[i].get()] { return raw_process_mul(s); }), patio::rethrow);
-  io.run();
-  const double raw_s = std::chrono::duration<double>(clock_type::now() - start).count();
+  auto raw = [&](std::size_t n) {
+    std::size_t remaining = n;
+    io.restart();
+    const auto start = clock_type::now();
+    for (std::size_t i = 0; i < workers; ++i)
+      asio::co_spawn(io, worker(&remaining, [s = sockets[i].get()] { return raw_process_mul(s); }), patio::rethrow);
+    io.run();
+    return std::chrono::duration<double>(clock_type::now() - start).count();
+  };
+  // Allocations are not counted: most of the work is in the children.
+  memory_case(
+      "process_pool", o, calls,
+      [&](std::size_t n) { return drive(n, o.inflight, [&] { return broker_mul(&broker); }); }, raw, false);
   sockets.clear();
   for (auto& c : children) ::waitpid(c.pid, nullptr, 0);
-  report("process_pool", po, patio_s, raw_s);
 }
 
 void memory_thread_pool(const options& o) {
@@ -256,13 +423,14 @@ void memory_thread_pool(const options& o) {
   rpc.add("mul", mul);
   patio::thread_pool_executor executor{rpc, {.max_workers = 4, .max_queue = o.inflight}};
   patio::memory_broker broker{executor};
-  const double patio_s = drive(o, [&] { return broker_mul(&broker); });
   // The limit: a bare post to an asio::thread_pool of as many threads, and
   // back to the caller's executor.
   asio::thread_pool pool{4};
-  const double raw_s = drive(o, [&] { return pool_mul(&pool); });
+  memory_case(
+      "memory_thread_pool", o, o.calls,
+      [&](std::size_t n) { return drive(n, o.inflight, [&] { return broker_mul(&broker); }); },
+      [&](std::size_t n) { return drive(n, o.inflight, [&] { return pool_mul(&pool); }); });
   pool.join();
-  report("memory_thread_pool", o, patio_s, raw_s);
 }
 
 // ---- TCP --------------------------------------------------------------------
@@ -270,7 +438,7 @@ void memory_thread_pool(const options& o) {
 // Where the two sides run: the real setup is two processes over loopback. In
 // one process, the server side (patio's server broker, or the raw echo
 // server) runs on its own io_context and thread, and the client side (the
-// client broker and the calling coroutines, or the raw client) on another:
+// client brokers and the calling coroutines, or the raw clients) on another:
 // two threads, as two single-threaded processes on this 2-vCPU machine would
 // be, and the same for patio and for its raw limit, so the ratio is fair.
 // The threads are pinned (--pin): left to the scheduler, they sometimes share
@@ -278,14 +446,15 @@ void memory_thread_pool(const options& o) {
 // raw do (a wake-up across vCPUs costs tens of µs), so a run would mix two
 // machines. "split" (the default) gives each side its own CPU, as two busy
 // processes have; "same" shares one, which shows CPU cost per call best.
-// The server executes mul on an async_executor: the call runs on the I/O
-// thread that delivered it, so the figures are the broker's (framing, codec,
+// The server executes on an async_executor: the call runs on the I/O thread
+// that delivered it, so the figures are the broker's (framing, codec,
 // routing, the loopback round trip), not a thread pool's hops.
 //
-// The raw limit: the same frames (a 20-byte REQUEST [name, args, kwargs,
-// nil] for mul(1, 2, 3), a 10-byte RESPONSE) over the same kind of stream,
-// with TCP_NODELAY as patio sets it, read in bulk and written in batches; the
-// server decodes the arguments and multiplies, the client checks the result.
+// The raw limit: the same frames (for mul(1, 2, 3) a 20-byte REQUEST [name,
+// args, kwargs, nil] and a 10-byte RESPONSE; for echo, the bytes both ways)
+// over the same kind of stream, with TCP_NODELAY as patio sets it, read in
+// bulk and written in batches; the server decodes the arguments and
+// multiplies (or packs the bytes back), the client checks the result.
 
 using asio::ip::tcp;
 using tls_stream = asio::ssl::stream<tcp::socket>;
@@ -293,10 +462,18 @@ using tls_stream = asio::ssl::stream<tcp::socket>;
 template <class Stream>
 constexpr bool is_tls = std::is_same_v<Stream, tls_stream>;
 
-constexpr std::size_t tcp_sequential_calls = 10'000;
-constexpr std::size_t tcp_pipelined_calls = 50'000;
-constexpr std::size_t tcp_inflight = 64;
 constexpr const char* tcp_key = "patio-bench";
+
+/// What one TCP case measures.
+struct tcp_shape {
+  std::string_view name;
+  std::size_t connections = 1;
+  std::size_t payload = 0;  // bytes echoed by each call; 0: mul(1, 2, 3)
+  bool sequential = true;
+  std::vector<std::size_t> inflights{64};  // pipelined windows, per connection
+  std::size_t sequential_calls = 10'000;
+  std::size_t pipelined_calls = 50'000;
+};
 
 std::uint32_t get_be32(const unsigned char* p) {
   return static_cast<std::uint32_t>(p[0]) << 24 | static_cast<std::uint32_t>(p[1]) << 16 |
@@ -323,20 +500,29 @@ void append_frame(std::string& out, unsigned char type, std::uint32_t serial, co
   out.append(payload, size);
 }
 
-/// The REQUEST patio sends for call("mul", 1, 2, 3), serial left to patch.
-std::string raw_request_frame() {
-  msgpack::sbuffer payload;
-  msgpack::packer<msgpack::sbuffer> p(payload);
+/// The REQUEST patio sends for call("mul", 1, 2, 3), or for
+/// call("echo", bytes) of `payload` bytes; serial left to patch.
+std::string raw_request_frame(std::size_t payload) {
+  msgpack::sbuffer out;
+  msgpack::packer<msgpack::sbuffer> p(out);
   p.pack_array(4);
-  p.pack(std::string_view("mul"));
-  p.pack_array(3);
-  p.pack(1);
-  p.pack(2);
-  p.pack(3);
+  if (payload == 0) {
+    p.pack(std::string_view("mul"));
+    p.pack_array(3);
+    p.pack(1);
+    p.pack(2);
+    p.pack(3);
+  } else {
+    const std::string data(payload, 'x');
+    p.pack(std::string_view("echo"));
+    p.pack_array(1);
+    p.pack_bin(static_cast<std::uint32_t>(payload));
+    p.pack_bin_body(data.data(), static_cast<std::uint32_t>(payload));
+  }
   p.pack_map(0);
   p.pack_nil();
   std::string frame;
-  append_frame(frame, raw_request_type, 0, payload.data(), payload.size());
+  append_frame(frame, raw_request_type, 0, out.data(), out.size());
   return frame;
 }
 
@@ -392,12 +578,14 @@ std::unique_ptr<Stream> make_stream(tcp::socket socket, asio::ssl::context* ctx)
     return std::make_unique<Stream>(std::move(socket));
 }
 
-/// The raw server: answers every REQUEST with the product of its arguments,
-/// one batched write per read, until the client goes.
+/// The raw server: answers every REQUEST with the product of its arguments
+/// (or, for one bin argument, the bin), one batched write per read, until
+/// the client goes.
 template <class Stream>
 asio::awaitable<void> raw_serve(std::unique_ptr<Stream> s) {
   frame_buffer in;
   std::string out;
+  msgpack::sbuffer result;
   for (;;) {
     std::error_code ec;
     const auto n = co_await s->async_read_some(in.space(), asio::redirect_error(asio::use_awaitable, ec));
@@ -407,10 +595,17 @@ asio::awaitable<void> raw_serve(std::unique_ptr<Stream> s) {
     frame_buffer::frame f;
     while (in.next(f)) {
       auto request = msgpack::unpack(f.payload, f.size);
-      std::int64_t product = 1;
-      for (const auto& a : request.get().via.array.ptr[1].via.array) product *= a.as<std::int64_t>();
-      msgpack::sbuffer result;
-      msgpack::pack(result, product);
+      const auto& args = request.get().via.array.ptr[1].via.array;
+      result.clear();
+      msgpack::packer<msgpack::sbuffer> p(result);
+      if (args.size == 1 && args.ptr[0].type == msgpack::type::BIN) {
+        p.pack_bin(args.ptr[0].via.bin.size);
+        p.pack_bin_body(args.ptr[0].via.bin.ptr, args.ptr[0].via.bin.size);
+      } else {
+        std::int64_t product = 1;
+        for (const auto& a : args) product *= a.as<std::int64_t>();
+        p.pack(product);
+      }
       append_frame(out, raw_response_type, f.serial, result.data(), result.size());
     }
     co_await asio::async_write(*s, asio::buffer(out), asio::redirect_error(asio::use_awaitable, ec));
@@ -418,18 +613,24 @@ asio::awaitable<void> raw_serve(std::unique_ptr<Stream> s) {
   }
 }
 
+/// Accepts `connections` raw clients, serving each.
 template <class Stream>
-asio::awaitable<void> raw_accept(tcp::acceptor* acceptor, asio::ssl::context* ctx) {
-  auto s = make_stream<Stream>(co_await acceptor->async_accept(asio::use_awaitable), ctx);
-  if constexpr (is_tls<Stream>) co_await s->async_handshake(asio::ssl::stream_base::server, asio::use_awaitable);
-  co_await raw_serve(std::move(s));
+asio::awaitable<void> raw_accept(tcp::acceptor* acceptor, asio::ssl::context* ctx, std::size_t connections) {
+  for (std::size_t i = 0; i < connections; ++i) {
+    auto s = make_stream<Stream>(co_await acceptor->async_accept(asio::use_awaitable), ctx);
+    if constexpr (is_tls<Stream>) co_await s->async_handshake(asio::ssl::stream_base::server, asio::use_awaitable);
+    asio::co_spawn(acceptor->get_executor(), raw_serve(std::move(s)), patio::rethrow);
+  }
 }
 
 template <class Stream>
 struct raw_client {
+  explicit raw_client(std::size_t payload_size) : payload(payload_size), request(raw_request_frame(payload_size)) {}
+
+  std::size_t payload;
   std::unique_ptr<Stream> stream;
   frame_buffer in;
-  std::string request = raw_request_frame();
+  std::string request;
   std::string out;
   std::uint32_t serial = 0;
 };
@@ -455,12 +656,16 @@ asio::awaitable<void> raw_close(raw_client<Stream>* c) {
   co_return;
 }
 
-void check_reply(const frame_buffer::frame& f) {
+void check_reply(const frame_buffer::frame& f, std::size_t payload) {
   if (f.type != raw_response_type) {
     fmt::print(stderr, "raw: unexpected frame type {}\n", f.type);
     std::abort();
   }
-  check(msgpack::unpack(f.payload, f.size).get().as<std::int64_t>());
+  const auto result = msgpack::unpack(f.payload, f.size);
+  if (payload == 0)
+    check(result.get().as<std::int64_t>());
+  else if (result.get().type != msgpack::type::BIN || result.get().via.bin.size != payload)
+    std::abort();
 }
 
 /// One raw call: a REQUEST, then its RESPONSE.
@@ -471,13 +676,13 @@ asio::awaitable<void> raw_call(raw_client<Stream>* c) {
   frame_buffer::frame f;
   while (!c->in.next(f)) c->in.filled(co_await c->stream->async_read_some(c->in.space(), asio::use_awaitable));
   if (f.serial != c->serial) std::abort();
-  check_reply(f);
+  check_reply(f, c->payload);
 }
 
 /// `calls` raw calls with a window of `inflight`: every RESPONSE read lets
-/// one more REQUEST go, in one write per read. @returns wall seconds.
+/// one more REQUEST go, in one write per read.
 template <class Stream>
-asio::awaitable<double> raw_pipelined(raw_client<Stream>* c, std::size_t calls, std::size_t inflight) {
+asio::awaitable<void> raw_pipelined(raw_client<Stream>* c, std::size_t calls, std::size_t inflight) {
   std::size_t sent = 0;
   std::size_t done = 0;
   auto send = [&](std::size_t n) {
@@ -487,7 +692,6 @@ asio::awaitable<double> raw_pipelined(raw_client<Stream>* c, std::size_t calls, 
       c->out += c->request;
     }
   };
-  const auto start = clock_type::now();
   send(inflight);
   co_await asio::async_write(*c->stream, asio::buffer(c->out), asio::use_awaitable);
   while (done < calls) {
@@ -495,22 +699,34 @@ asio::awaitable<double> raw_pipelined(raw_client<Stream>* c, std::size_t calls, 
     std::size_t replies = 0;
     frame_buffer::frame f;
     while (c->in.next(f)) {
-      check_reply(f);
+      check_reply(f, c->payload);
       ++replies;
     }
     done += replies;
     send(replies);
     if (!c->out.empty()) co_await asio::async_write(*c->stream, asio::buffer(c->out), asio::use_awaitable);
   }
-  co_return std::chrono::duration<double>(clock_type::now() - start).count();
 }
 
-asio::awaitable<void> tcp_mul(patio::tcp_client_broker* client) {
-  check(co_await client->call<std::int64_t>("mul", 1, 2, 3));
-}
+/// One patio call over `client`: mul(1, 2, 3), or echo(*payload).
+struct tcp_call {
+  patio::tcp_client_broker* client;
+  const patio::bytes* payload;
+
+  asio::awaitable<void> operator()() const { return payload->empty() ? mul(client) : echo(client, payload); }
+
+  static asio::awaitable<void> mul(patio::tcp_client_broker* client) {
+    check(co_await client->call<std::int64_t>("mul", 1, 2, 3));
+  }
+
+  static asio::awaitable<void> echo(patio::tcp_client_broker* client, const patio::bytes* payload) {
+    const auto r = co_await client->call<patio::bytes>("echo", *payload);
+    if (r.size() != payload->size()) std::abort();
+  }
+};
 
 /// The first call also waits for the connection (handshake, discovery).
-asio::awaitable<void> tcp_first_mul(patio::tcp_client_broker* client) {
+asio::awaitable<void> tcp_first_call(patio::tcp_client_broker* client) {
   check(co_await client->call<std::int64_t>({.timeout = std::chrono::seconds(10)}, "mul", 1, 2, 3));
 }
 
@@ -534,18 +750,15 @@ asio::awaitable<sample> sequential(std::size_t calls, Call call) {
   co_return s;
 }
 
-/// `calls` calls from `inflight` coroutines, each calling back to back.
-/// @returns wall seconds.
-template <class Call>
-asio::awaitable<double> pipelined(std::size_t calls, std::size_t inflight, Call call) {
+/// Runs `tasks` side by side until all are done. @returns wall seconds.
+asio::awaitable<double> run_all(std::vector<asio::awaitable<void>> tasks) {
   auto ex = co_await asio::this_coro::executor;
   asio::steady_timer all_done(ex, asio::steady_timer::time_point::max());
-  std::size_t remaining = calls;
-  std::size_t running = inflight;
+  std::size_t running = tasks.size();
   std::exception_ptr error;
   const auto start = clock_type::now();
-  for (std::size_t i = 0; i < inflight; ++i)
-    asio::co_spawn(ex, worker(&remaining, call), [&](std::exception_ptr e) {
+  for (auto& t : tasks)
+    asio::co_spawn(ex, std::move(t), [&](std::exception_ptr e) {
       if (e && !error) error = e;
       if (--running == 0) all_done.cancel();
     });
@@ -555,16 +768,26 @@ asio::awaitable<double> pipelined(std::size_t calls, std::size_t inflight, Call 
   co_return std::chrono::duration<double>(clock_type::now() - start).count();
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const auto n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+/// `calls` calls in all from `inflight` coroutines per element of `calls_on`
+/// (one per connection), each calling back to back. @returns wall seconds.
+asio::awaitable<double> pipelined(std::size_t calls, std::size_t inflight, std::vector<tcp_call> calls_on) {
+  std::size_t remaining = calls;
+  std::vector<asio::awaitable<void>> tasks;
+  for (const auto& call : calls_on)
+    for (std::size_t i = 0; i < inflight; ++i) tasks.push_back(worker(&remaining, call));
+  co_return co_await run_all(std::move(tasks));
 }
 
-double percentile(std::vector<double> v, double q) {
-  const auto k = std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
+/// `calls` raw calls in all, shared among `clients`, `inflight` on each.
+template <class Stream>
+asio::awaitable<double> raw_pipelined_all(std::vector<raw_client<Stream>*> clients, std::size_t calls,
+                                          std::size_t inflight) {
+  std::vector<asio::awaitable<void>> tasks;
+  for (std::size_t i = 0; i < clients.size(); ++i) {
+    const auto share = calls / clients.size() + (i < calls % clients.size() ? 1 : 0);
+    if (share > 0) tasks.push_back(raw_pipelined(clients[i], share, inflight));
+  }
+  co_return co_await run_all(std::move(tasks));
 }
 
 /// Per round: calls/s, and for sequential rounds p50 and p99 in µs.
@@ -659,22 +882,24 @@ T run_on(io_thread& side, asio::awaitable<T> a) {
 }
 
 template <class Stream>
-void tcp_case(const options& o) {
+void tcp_case(const options& o, tcp_shape shape) {
   constexpr bool tls = is_tls<Stream>;
-  const char* name = tls ? "tcp_tls" : "tcp";
-  const std::size_t sequential_calls = o.calls_given ? o.calls : tcp_sequential_calls;
-  const std::size_t pipelined_calls = o.calls_given ? o.calls : tcp_pipelined_calls;
-  const std::size_t inflight = o.inflight_given ? o.inflight : tcp_inflight;
+  if (o.calls_given) shape.sequential_calls = shape.pipelined_calls = o.calls;
+  if (o.inflight_given) shape.inflights = {o.inflight};
+  const std::size_t connections = shape.connections;
+  const std::size_t most_inflight = *std::max_element(shape.inflights.begin(), shape.inflights.end());
 
   // Declared first, destroyed last: everything below lives on one of them.
   io_thread server_side;
   io_thread client_side;
 
-  // patio: the server offers mul on an async executor; the client only
-  // calls. Both prove the shared key, as a real deployment does.
+  // patio: the server offers mul and echo on an async executor; the clients
+  // only call. Both prove the shared key, as a real deployment does.
   patio::registry server_rpc;
   server_rpc.add("mul", mul_async);
-  patio::async_executor server_executor{server_rpc, {.max_workers = inflight, .max_queue = inflight}};
+  server_rpc.add("echo", echo);
+  const auto server_slots = most_inflight * connections;
+  patio::async_executor server_executor{server_rpc, {.max_workers = server_slots, .max_queue = server_slots}};
   patio::tcp_options server_options{.key = tcp_key};
   if (tls) server_options.tls = tcp_server_tls(o);
   patio::tcp_server_broker server{server_side.io().get_executor(), server_executor, server_options};
@@ -683,8 +908,15 @@ void tcp_case(const options& o) {
   patio::null_executor client_executor{client_rpc};
   patio::tcp_options client_options{.key = tcp_key};
   if (tls) client_options.tls = tcp_client_tls(o);
-  patio::tcp_client_broker client{client_side.io().get_executor(), client_executor, client_options};
-  client.connect("127.0.0.1", port);
+  std::vector<std::unique_ptr<patio::tcp_client_broker>> clients;
+  const patio::bytes payload(shape.payload, std::byte{'x'});
+  std::vector<tcp_call> calls_on;
+  for (std::size_t i = 0; i < connections; ++i) {
+    clients.push_back(
+        std::make_unique<patio::tcp_client_broker>(client_side.io().get_executor(), client_executor, client_options));
+    clients.back()->connect("127.0.0.1", port);
+    calls_on.push_back({clients.back().get(), &payload});
+  }
 
   // The raw limit, on the same two threads.
   std::optional<asio::ssl::context> raw_server_ctx, raw_client_ctx;
@@ -693,56 +925,82 @@ void tcp_case(const options& o) {
     raw_client_ctx.emplace(raw_tls_context(o, false));
   }
   tcp::acceptor raw_acceptor(server_side.io(), {asio::ip::address_v4::loopback(), 0});
-  asio::co_spawn(server_side.io(), raw_accept<Stream>(&raw_acceptor, raw_server_ctx ? &*raw_server_ctx : nullptr),
+  asio::co_spawn(server_side.io(),
+                 raw_accept<Stream>(&raw_acceptor, raw_server_ctx ? &*raw_server_ctx : nullptr, connections),
                  patio::rethrow);
-  raw_client<Stream> raw;
+  std::vector<std::unique_ptr<raw_client<Stream>>> raws;
+  std::vector<raw_client<Stream>*> raw_ptrs;
+  for (std::size_t i = 0; i < connections; ++i) {
+    raws.push_back(std::make_unique<raw_client<Stream>>(shape.payload));
+    raw_ptrs.push_back(raws.back().get());
+  }
 
   const auto cpus = tcp_cpus(o.pin);
   server_side.start(cpus[0]);
   client_side.start(cpus[1]);
-  run_on(client_side,
-         raw_connect(&raw, raw_acceptor.local_endpoint().port(), raw_client_ctx ? &*raw_client_ctx : nullptr));
-  run_on(client_side, tcp_first_mul(&client));
+  for (auto* r : raw_ptrs)
+    run_on(client_side,
+           raw_connect(r, raw_acceptor.local_endpoint().port(), raw_client_ctx ? &*raw_client_ctx : nullptr));
+  for (auto& c : clients) run_on(client_side, tcp_first_call(c.get()));
 
-  auto patio_mul = [c = &client] { return tcp_mul(c); };
-  auto raw_mul = [c = &raw] { return raw_call(c); };
-  rounds patio_seq, raw_seq, patio_pipe, raw_pipe;
+  const auto patio_call = calls_on[0];
+  auto raw_once = [r = raw_ptrs[0]] { return raw_call(r); };
+  rounds patio_seq, raw_seq;
+  std::vector<rounds> patio_pipe(shape.inflights.size()), raw_pipe(shape.inflights.size());
   // Round 0 warms up (connections, allocators, caches) with a tenth of the
   // calls and is not counted. patio and raw alternate within each round, so
   // that drift on a noisy machine hits both alike.
   for (std::size_t round = 0; round <= o.repeat; ++round) {
     const bool warm_up = round == 0;
-    const auto seq_n = warm_up ? std::max<std::size_t>(1, sequential_calls / 10) : sequential_calls;
-    const auto pipe_n = warm_up ? std::max<std::size_t>(1, pipelined_calls / 10) : pipelined_calls;
-    const auto ps = run_on(client_side, sequential(seq_n, patio_mul));
-    const auto rs = run_on(client_side, sequential(seq_n, raw_mul));
-    const auto pp = run_on(client_side, pipelined(pipe_n, inflight, patio_mul));
-    const auto rp = run_on(client_side, raw_pipelined(&raw, pipe_n, inflight));
-    if (warm_up) continue;
-    patio_seq.add(ps);
-    raw_seq.add(rs);
-    patio_pipe.add(pipe_n, pp);
-    raw_pipe.add(pipe_n, rp);
+    const auto seq_n = warm_up ? std::max<std::size_t>(1, shape.sequential_calls / 10) : shape.sequential_calls;
+    const auto pipe_n = warm_up ? std::max<std::size_t>(1, shape.pipelined_calls / 10) : shape.pipelined_calls;
+    if (shape.sequential) {
+      const auto ps = run_on(client_side, sequential(seq_n, patio_call));
+      const auto rs = run_on(client_side, sequential(seq_n, raw_once));
+      if (!warm_up) {
+        patio_seq.add(ps);
+        raw_seq.add(rs);
+      }
+    }
+    for (std::size_t k = 0; k < shape.inflights.size(); ++k) {
+      const auto pp = run_on(client_side, pipelined(pipe_n, shape.inflights[k], calls_on));
+      const auto rp = run_on(client_side, raw_pipelined_all(raw_ptrs, pipe_n, shape.inflights[k]));
+      if (!warm_up) {
+        patio_pipe[k].add(pipe_n, pp);
+        raw_pipe[k].add(pipe_n, rp);
+      }
+    }
+  }
+  // Allocations: a separate round of each pipelined run, a fifth of the calls.
+  std::vector<alloc_counts> allocs;
+  for (const auto inflight : shape.inflights) {
+    const auto n = std::max<std::size_t>(1, shape.pipelined_calls / 5);
+    allocs.push_back(count_allocations(n, [&] { run_on(client_side, pipelined(n, inflight, calls_on)); }));
   }
 
-  run_on(client_side, raw_close(&raw));
-  run_on(client_side, client.close());
+  for (auto* r : raw_ptrs) run_on(client_side, raw_close(r));
+  for (auto& c : clients) run_on(client_side, c->close());
   run_on(server_side, server.close());
 
-  const double seq_rate = median(patio_seq.rate), raw_seq_rate = median(raw_seq.rate);
-  fmt::print(
-      R"({{"case":"{}","mode":"sequential","server_executor":"async","pin":"{}","calls":{},"inflight":1,"repeat":{},)"
-      R"("calls_per_s":{:.0f},"p50_us":{:.1f},"p99_us":{:.1f},)"
-      R"("raw_calls_per_s":{:.0f},"raw_p50_us":{:.1f},"raw_p99_us":{:.1f},"ratio":{:.3f}}})"
-      "\n",
-      name, o.pin, sequential_calls, o.repeat, seq_rate, median(patio_seq.p50), median(patio_seq.p99), raw_seq_rate,
-      median(raw_seq.p50), median(raw_seq.p99), seq_rate / raw_seq_rate);
-  const double pipe_rate = median(patio_pipe.rate), raw_pipe_rate = median(raw_pipe.rate);
-  fmt::print(
-      R"({{"case":"{}","mode":"pipelined","server_executor":"async","pin":"{}","calls":{},"inflight":{},"repeat":{},)"
-      R"("calls_per_s":{:.0f},"raw_calls_per_s":{:.0f},"ratio":{:.3f}}})"
-      "\n",
-      name, o.pin, pipelined_calls, inflight, o.repeat, pipe_rate, raw_pipe_rate, pipe_rate / raw_pipe_rate);
+  const auto common = fmt::format(R"("case":"{}","server_executor":"async","pin":"{}","connections":{},)"
+                                  R"("payload_bytes":{},"repeat":{})",
+                                  shape.name, o.pin, connections, shape.payload, o.repeat);
+  if (shape.sequential) {
+    const double rate = median(patio_seq.rate), raw_rate = median(raw_seq.rate);
+    fmt::print(R"({{{},"mode":"sequential","calls":{},"inflight":1,"calls_per_s":{:.0f},"p50_us":{:.1f},)"
+               R"("p99_us":{:.1f},"raw_calls_per_s":{:.0f},"raw_p50_us":{:.1f},"raw_p99_us":{:.1f},"ratio":{:.3f}}})"
+               "\n",
+               common, shape.sequential_calls, rate, median(patio_seq.p50), median(patio_seq.p99), raw_rate,
+               median(raw_seq.p50), median(raw_seq.p99), rate / raw_rate);
+  }
+  for (std::size_t k = 0; k < shape.inflights.size(); ++k) {
+    const double rate = median(patio_pipe[k].rate), raw_rate = median(raw_pipe[k].rate);
+    fmt::print(R"({{{},"mode":"pipelined","calls":{},"inflight":{},"calls_per_s":{:.0f},"raw_calls_per_s":{:.0f},)"
+               R"("ratio":{:.3f},{},"counted":"client+server"}})"
+               "\n",
+               common, shape.pipelined_calls, shape.inflights[k], rate, raw_rate, rate / raw_rate,
+               alloc_fields(allocs[k]));
+  }
   std::fflush(stdout);
 }
 
@@ -754,11 +1012,15 @@ int main(int argc, char** argv) {
   rpc.add("mul", mul);
   if (patio::serve_as_worker(rpc)) return 0;
 
+  const std::vector<std::string_view> all_cases{"memory_async", "memory_thread_pool", "process_pool", "tcp",
+                                                "tcp_tls",      "tcp_conns",          "tcp_bytes"};
   options o;
   const auto usage = [] {
     fmt::print(stderr,
                "usage: patio-bench [--calls N] [--inflight N] [--repeat N] [--certs DIR] [--pin split|same|none]\n"
-               "                   [--case memory_async|memory_thread_pool|process_pool|tcp|tcp_tls]...\n");
+               "                   [--case NAME]...\n"
+               "cases: memory_async memory_thread_pool process_pool tcp tcp_tls tcp_conns tcp_bytes\n"
+               "       (all by default; see the top of bench/patio_bench.cpp and docs/performance.md)\n");
     return 2;
   };
   for (int i = 1; i < argc; ++i) {
@@ -785,6 +1047,7 @@ int main(int argc, char** argv) {
       if (o.pin != "split" && o.pin != "same" && o.pin != "none") return usage();
     } else if (arg == "--case") {
       o.cases.emplace_back(next());
+      if (std::find(all_cases.begin(), all_cases.end(), o.cases.back()) == all_cases.end()) return usage();
     } else {
       return usage();
     }
@@ -796,8 +1059,12 @@ int main(int argc, char** argv) {
     if (wanted("memory_async")) memory_async(o);
     if (wanted("memory_thread_pool")) memory_thread_pool(o);
     if (wanted("process_pool")) process_pool(o);
-    if (wanted("tcp")) tcp_case<tcp::socket>(o);
-    if (wanted("tcp_tls")) tcp_case<tls_stream>(o);
+    if (wanted("tcp")) tcp_case<tcp::socket>(o, {.name = "tcp", .inflights = {64, 1024}});
+    if (wanted("tcp_tls")) tcp_case<tls_stream>(o, {.name = "tcp_tls"});
+    if (wanted("tcp_conns")) tcp_case<tcp::socket>(o, {.name = "tcp_conns", .connections = 8, .sequential = false});
+    if (wanted("tcp_bytes"))
+      tcp_case<tcp::socket>(
+          o, {.name = "tcp_bytes", .payload = 64 * 1024, .sequential_calls = 1'000, .pipelined_calls = 5'000});
   } catch (const std::exception& e) {
     fmt::print(stderr, "patio-bench: {}\n", e.what());
     return 1;
