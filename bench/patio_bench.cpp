@@ -4,7 +4,8 @@
 // API only.
 //
 //   patio-bench [--calls N] [--inflight N] [--repeat N] [--certs DIR]
-//               [--pin split|same|none] [--case NAME]...
+//               [--pin split|same|none] [--mode sequential|pipelined|both]
+//               [--no-raw] [--case NAME]...
 //
 // Cases (all of them by default, or those named by --case):
 //   memory_async        mul(1, 2, 3) through a memory broker to an
@@ -41,6 +42,9 @@
 // certificates of --certs (default tests/certs/ of the source tree).
 // The TCP cases' server and client threads are pinned as --pin says: each to
 // a CPU of its own (split, the default), both to one (same), or not (none).
+// --mode keeps only the TCP cases' sequential or pipelined lines. --no-raw
+// skips the raw baselines (their fields print 0): patio alone, for profiling
+// it (strace -f -c, valgrind) without the baseline's work mixed in.
 //
 // The binary is also its own process pool worker (patio::serve_as_worker),
 // and, for the process pool's raw baseline, a bare echo child.
@@ -210,6 +214,8 @@ struct options {
   std::size_t repeat = 3;       // rounds, of which the median is reported
   std::string pin = "split";    // TCP cases: where the two sides' threads run
   std::string certs = PATIO_SOURCE_DIR "/tests/certs";
+  std::string mode = "both";  // TCP cases: sequential, pipelined or both
+  bool raw = true;            // false (--no-raw): patio alone, for profiling
   std::vector<std::string> cases;
 };
 
@@ -234,16 +240,21 @@ double drive(std::size_t calls, std::size_t inflight, Call call) {
 }
 
 double median(std::vector<double> v) {
+  if (v.empty()) return 0;  // --no-raw
   std::sort(v.begin(), v.end());
   const auto n = v.size();
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
   const auto k = std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())));
   std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
   return v[k];
 }
+
+/// patio / raw, or 0 without a raw figure (--no-raw).
+double ratio(double rate, double raw_rate) { return raw_rate > 0 ? rate / raw_rate : 0; }
 
 void check(std::int64_t r) {
   if (r != 6) {
@@ -281,10 +292,10 @@ void memory_case(std::string_view name, const options& o, std::size_t calls, Pat
   for (std::size_t round = 0; round <= o.repeat; ++round) {
     const auto n = round == 0 ? std::max<std::size_t>(1, calls / 10) : calls;
     const double patio_s = run_patio(n);
-    const double raw_s = run_raw(n);
+    const double raw_s = o.raw ? run_raw(n) : 0;
     if (round == 0) continue;
     rate.push_back(static_cast<double>(n) / patio_s);
-    raw_rate.push_back(static_cast<double>(n) / raw_s);
+    if (o.raw) raw_rate.push_back(static_cast<double>(n) / raw_s);
   }
   std::string allocs;
   if (count) {
@@ -295,7 +306,7 @@ void memory_case(std::string_view name, const options& o, std::size_t calls, Pat
   fmt::print(R"({{"case":"{}","calls":{},"inflight":{},"repeat":{},"calls_per_s":{:.0f},"raw_calls_per_s":{:.0f},)"
              R"("ratio":{:.3f}{}}})"
              "\n",
-             name, calls, o.inflight, o.repeat, r, raw, r / raw, allocs);
+             name, calls, o.inflight, o.repeat, r, raw, ratio(r, raw), allocs);
   std::fflush(stdout);
 }
 
@@ -886,8 +897,12 @@ void tcp_case(const options& o, tcp_shape shape) {
   constexpr bool tls = is_tls<Stream>;
   if (o.calls_given) shape.sequential_calls = shape.pipelined_calls = o.calls;
   if (o.inflight_given) shape.inflights = {o.inflight};
+  if (o.mode == "pipelined") shape.sequential = false;
+  if (o.mode == "sequential") shape.inflights.clear();
+  if (!shape.sequential && shape.inflights.empty()) return;
   const std::size_t connections = shape.connections;
-  const std::size_t most_inflight = *std::max_element(shape.inflights.begin(), shape.inflights.end());
+  std::size_t most_inflight = 1;
+  for (const auto k : shape.inflights) most_inflight = std::max(most_inflight, k);
 
   // Declared first, destroyed last: everything below lives on one of them.
   io_thread server_side;
@@ -956,18 +971,18 @@ void tcp_case(const options& o, tcp_shape shape) {
     const auto pipe_n = warm_up ? std::max<std::size_t>(1, shape.pipelined_calls / 10) : shape.pipelined_calls;
     if (shape.sequential) {
       const auto ps = run_on(client_side, sequential(seq_n, patio_call));
-      const auto rs = run_on(client_side, sequential(seq_n, raw_once));
+      const auto rs = o.raw ? run_on(client_side, sequential(seq_n, raw_once)) : sample{};
       if (!warm_up) {
         patio_seq.add(ps);
-        raw_seq.add(rs);
+        if (o.raw) raw_seq.add(rs);
       }
     }
     for (std::size_t k = 0; k < shape.inflights.size(); ++k) {
       const auto pp = run_on(client_side, pipelined(pipe_n, shape.inflights[k], calls_on));
-      const auto rp = run_on(client_side, raw_pipelined_all(raw_ptrs, pipe_n, shape.inflights[k]));
+      const auto rp = o.raw ? run_on(client_side, raw_pipelined_all(raw_ptrs, pipe_n, shape.inflights[k])) : 0;
       if (!warm_up) {
         patio_pipe[k].add(pipe_n, pp);
-        raw_pipe[k].add(pipe_n, rp);
+        if (o.raw) raw_pipe[k].add(pipe_n, rp);
       }
     }
   }
@@ -991,14 +1006,14 @@ void tcp_case(const options& o, tcp_shape shape) {
                R"("p99_us":{:.1f},"raw_calls_per_s":{:.0f},"raw_p50_us":{:.1f},"raw_p99_us":{:.1f},"ratio":{:.3f}}})"
                "\n",
                common, shape.sequential_calls, rate, median(patio_seq.p50), median(patio_seq.p99), raw_rate,
-               median(raw_seq.p50), median(raw_seq.p99), rate / raw_rate);
+               median(raw_seq.p50), median(raw_seq.p99), ratio(rate, raw_rate));
   }
   for (std::size_t k = 0; k < shape.inflights.size(); ++k) {
     const double rate = median(patio_pipe[k].rate), raw_rate = median(raw_pipe[k].rate);
     fmt::print(R"({{{},"mode":"pipelined","calls":{},"inflight":{},"calls_per_s":{:.0f},"raw_calls_per_s":{:.0f},)"
                R"("ratio":{:.3f},{},"counted":"client+server"}})"
                "\n",
-               common, shape.pipelined_calls, shape.inflights[k], rate, raw_rate, rate / raw_rate,
+               common, shape.pipelined_calls, shape.inflights[k], rate, raw_rate, ratio(rate, raw_rate),
                alloc_fields(allocs[k]));
   }
   std::fflush(stdout);
@@ -1018,7 +1033,7 @@ int main(int argc, char** argv) {
   const auto usage = [] {
     fmt::print(stderr,
                "usage: patio-bench [--calls N] [--inflight N] [--repeat N] [--certs DIR] [--pin split|same|none]\n"
-               "                   [--case NAME]...\n"
+               "                   [--mode sequential|pipelined|both] [--no-raw] [--case NAME]...\n"
                "cases: memory_async memory_thread_pool process_pool tcp tcp_tls tcp_conns tcp_bytes\n"
                "       (all by default; see the top of bench/patio_bench.cpp and docs/performance.md)\n");
     return 2;
@@ -1045,6 +1060,11 @@ int main(int argc, char** argv) {
     } else if (arg == "--pin") {
       o.pin = next();
       if (o.pin != "split" && o.pin != "same" && o.pin != "none") return usage();
+    } else if (arg == "--mode") {
+      o.mode = next();
+      if (o.mode != "sequential" && o.mode != "pipelined" && o.mode != "both") return usage();
+    } else if (arg == "--no-raw") {
+      o.raw = false;
     } else if (arg == "--case") {
       o.cases.emplace_back(next());
       if (std::find(all_cases.begin(), all_cases.end(), o.cases.back()) == all_cases.end()) return usage();
