@@ -95,6 +95,19 @@
 // counts. Counting is off except in the counted rounds, so the timed rounds
 // pay one relaxed load per allocation.
 
+// Sanitizers bring their own allocator: under them nothing is replaced and
+// the counts print as 0.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PATIO_BENCH_COUNTS_ALLOCATIONS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define PATIO_BENCH_COUNTS_ALLOCATIONS 0
+#endif
+#endif
+#ifndef PATIO_BENCH_COUNTS_ALLOCATIONS
+#define PATIO_BENCH_COUNTS_ALLOCATIONS 1
+#endif
+
 namespace {
 
 std::atomic<bool> counting{false};
@@ -102,6 +115,7 @@ std::atomic<std::uint64_t> counted_news{0};
 std::atomic<std::uint64_t> counted_mallocs{0};
 std::atomic<std::uint64_t> counted_bytes{0};
 
+#if PATIO_BENCH_COUNTS_ALLOCATIONS
 void note_new(std::size_t n) noexcept {
   if (!counting.load(std::memory_order_relaxed)) return;
   counted_news.fetch_add(1, std::memory_order_relaxed);
@@ -113,9 +127,11 @@ void note_malloc(std::size_t n) noexcept {
   counted_mallocs.fetch_add(1, std::memory_order_relaxed);
   counted_bytes.fetch_add(n, std::memory_order_relaxed);
 }
+#endif
 
 }  // namespace
 
+#if PATIO_BENCH_COUNTS_ALLOCATIONS
 extern "C" {
 // glibc's allocator under its exported names.
 void* __libc_malloc(std::size_t n) noexcept;
@@ -167,6 +183,7 @@ void operator delete(void* p, std::align_val_t) noexcept { __libc_free(p); }
 void operator delete[](void* p, std::align_val_t) noexcept { __libc_free(p); }
 void operator delete(void* p, std::size_t, std::align_val_t) noexcept { __libc_free(p); }
 void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { __libc_free(p); }
+#endif  // PATIO_BENCH_COUNTS_ALLOCATIONS
 
 namespace {
 
