@@ -551,7 +551,7 @@ std::shared_ptr<tcp_connection> tcp_core::route(const std::string& name) {
   const auto n = live_.size();
   for (std::size_t i = 0; i < n; ++i) {
     auto& c = live_[(next_ + i) % n];
-    if (c->offers(name)) {
+    if (!c->closed_ && c->offers(name)) {  // a closed one leaves live_ when its reader ends
       next_ = (next_ + i + 1) % n;
       return c;
     }
