@@ -8,6 +8,35 @@
 
 namespace patio::detail {
 
+namespace {
+
+/// msgpack-cxx unpacks an empty string or binary with a null pointer, then
+/// passes it to memcpy when it copies or packs the object: undefined
+/// behaviour. An empty one points at a static empty string instead.
+void no_null_bytes(msgpack::object& o) noexcept {
+  static const char empty[1] = {};
+  switch (o.type) {
+    case msgpack::type::STR:
+      if (!o.via.str.ptr) o.via.str.ptr = empty;
+      break;
+    case msgpack::type::BIN:
+      if (!o.via.bin.ptr) o.via.bin.ptr = empty;
+      break;
+    case msgpack::type::ARRAY:
+      for (std::uint32_t i = 0; i < o.via.array.size; ++i) no_null_bytes(o.via.array.ptr[i]);
+      break;
+    case msgpack::type::MAP:
+      for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
+        no_null_bytes(o.via.map.ptr[i].key);
+        no_null_bytes(o.via.map.ptr[i].val);
+      }
+      break;
+    default: break;
+  }
+}
+
+}  // namespace
+
 error_record record_of(std::exception_ptr error) {
   try {
     std::rethrow_exception(error);
@@ -43,7 +72,8 @@ msgpack::object_handle protocol_unpack(const char* data, std::size_t size, std::
     // A zone sized for the payload, not msgpack's default 8 KiB: most
     // payloads are small, and the zone grows when one is not.
     auto zone = std::make_unique<msgpack::zone>(std::clamp<std::size_t>(2 * size + 128, 256, 8192));
-    const msgpack::object o = msgpack::unpack(*zone, data, size);
+    msgpack::object o = msgpack::unpack(*zone, data, size, nullptr, nullptr, unpack_limits(size));
+    no_null_bytes(o);
     return msgpack::object_handle(o, std::move(zone));
   } catch (const std::exception& e) {
     throw protocol_error(std::string(what) + ": undecodable payload: " + e.what());

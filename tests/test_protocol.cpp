@@ -260,3 +260,36 @@ TEST_CASE("malformed REQUEST, RESPONSE, ERROR and DISCOVER payloads are protocol
   CHECK_THROWS_AS(messages::decode_discover_response(packed(1, 2)), patio::protocol_error);
   CHECK(messages::discover_request_frame().size() == frame::header_size + 1);
 }
+
+TEST_CASE("a container header that claims more elements than its payload holds is refused", "[protocol]") {
+  // Found by fuzz_handshake and fuzz_messages: msgpack-cxx allocated the
+  // claimed elements (here 2^32 - 1 map entries, 128 GiB) before reading them.
+  const std::string huge_map("\xdf\xff\xff\xff\xff", 5);
+  const std::string huge_array("\xdd\xff\xff\xff\xff", 5);
+  CHECK_THROWS_AS(messages::decode_request(huge_map), patio::protocol_error);
+  CHECK_THROWS_AS(messages::decode_request(huge_array), patio::protocol_error);
+  CHECK_THROWS_AS(messages::decode_reply(frame::type::response, huge_array), patio::protocol_error);
+  CHECK_THROWS_AS(messages::decode_discover_response(huge_array), patio::protocol_error);
+  hs::client client("key");
+  const auto step = client.on_frame({frame::type::auth_digest, 5, 0}, huge_map);
+  CHECK(step.failed);
+
+  SECTION("and so is nesting deeper than the limit") {
+    const std::string deep(patio::detail::max_unpack_depth + 2, '\x91');
+    CHECK_THROWS_AS(messages::decode_reply(frame::type::response, deep + '\xc0'), patio::protocol_error);
+    const std::string fine(16, '\x91');
+    CHECK(messages::decode_reply(frame::type::response, fine + '\xc0').ok);
+  }
+}
+
+TEST_CASE("an empty string in a received payload copies and packs like any other", "[protocol]") {
+  // Found by fuzz_messages: msgpack-cxx unpacked "" with a null pointer and
+  // then passed it to memcpy when copying it into a patio::value (UBSan).
+  const auto reply = messages::decode_reply(frame::type::response, std::string("\xa0", 1));
+  REQUIRE(reply.ok);
+  const patio::value v(reply.result);
+  CHECK(v.as<std::string>().empty());
+  msgpack::sbuffer packed;
+  msgpack::pack(packed, reply.result);
+  CHECK(std::string(packed.data(), packed.size()) == std::string("\xa0", 1));
+}

@@ -7,3 +7,20 @@
 #endif
 
 #include <msgpack.hpp>
+
+#include <cstddef>
+
+namespace patio::detail {
+
+/// How deeply received MessagePack may nest; deeper is refused as malformed.
+inline constexpr std::size_t max_unpack_depth = 256;
+
+/// Limits for unpacking a payload of `size` bytes. msgpack-cxx allocates a
+/// container's elements from its header, before reading them: without these
+/// a 5-byte map32 header would ask for 128 GiB. An element takes a byte at
+/// least, a map entry two.
+inline msgpack::unpack_limit unpack_limits(std::size_t size) noexcept {
+  return {size, size / 2, size, size, size, max_unpack_depth};
+}
+
+}  // namespace patio::detail
