@@ -1,10 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The TCP broker's limits and cancellation: CANCEL reaching a remote task,
 // tasks of a vanished peer cancelled, max_in_flight, max_write_buffer.
-#include "support.hpp"
-
-#include <patio/detail/frame.hpp>
-#include <patio/detail/handshake.hpp>
+#include "tcp_fixtures.hpp"
 
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ip/tcp.hpp>
@@ -23,12 +20,11 @@
 namespace {
 
 using namespace std::chrono_literals;
-using asio::ip::tcp;
-
-asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
-  asio::steady_timer t(co_await asio::this_coro::executor, d);
-  co_await t.async_wait(asio::use_awaitable);
-}
+using patio::test::tcp::authenticate;
+using patio::test::tcp::calling_side;
+using patio::test::tcp::connect_raw;
+using patio::test::tcp::eventually;
+using patio::test::tcp::pause;
 
 /// What the server's tasks saw.
 struct observed {
@@ -55,7 +51,7 @@ struct server_side {
       for (int most = seen.most_running; now > most && !seen.most_running.compare_exchange_weak(most, now);) {
       }
       try {
-        co_await sleep_for(std::chrono::milliseconds(ms));
+        co_await pause(std::chrono::milliseconds(ms));
       } catch (const std::system_error& e) {
         --seen.running;
         if (e.code() == asio::error::operation_aborted) ++seen.cancelled;
@@ -69,22 +65,6 @@ struct server_side {
     return rpc;
   }
 };
-
-struct calling_side {
-  patio::registry rpc;
-  patio::null_executor executor{rpc};
-};
-
-/// Waits up to `limit` for `done()`.
-template <class F>
-asio::awaitable<bool> eventually(F done, std::chrono::milliseconds limit = 5s) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > until) co_return false;
-    co_await sleep_for(5ms);
-  }
-  co_return true;
-}
 
 }  // namespace
 
@@ -129,7 +109,7 @@ TEST_CASE("tcp: a caller cancelled by its own code sends CANCEL too", "[tcp][can
   auto test = [&]() -> asio::awaitable<void> {
     CHECK(co_await client.call<int>({.timeout = 5s}, "wait", 1) == 1);
     // The timer wins the race; the call is cancelled (no timeout of its own).
-    auto winner = co_await (client.call<int>("wait", 30'000) || sleep_for(200ms));
+    auto winner = co_await (client.call<int>("wait", 30'000) || pause(200ms));
     CHECK(winner.index() == 1);
     CHECK(co_await eventually([&] { return server_side.seen.cancelled == 1; }));
     CHECK(server_side.seen.finished == 1);  // only the first call ran to its end
@@ -198,22 +178,8 @@ TEST_CASE("tcp: a peer that stops reading is disconnected at max_write_buffer an
 
   auto test = [&]() -> asio::awaitable<void> {
     namespace frame = patio::detail::frame;
-    tcp::socket raw(io);
-    co_await raw.async_connect({asio::ip::make_address("127.0.0.1"), port}, asio::use_awaitable);
-    // Authenticate as a client would.
-    patio::detail::handshake::client hs("k");
-    for (bool done = false; !done;) {
-      unsigned char header[frame::header_size];
-      co_await asio::async_read(raw, asio::buffer(header), asio::use_awaitable);
-      frame::header h;
-      REQUIRE(frame::decode(header, 1024, false, h) == frame::header_error::none);
-      std::string payload(h.payload_size, '\0');
-      co_await asio::async_read(raw, asio::buffer(payload), asio::use_awaitable);
-      const auto step = hs.on_frame(h, payload);
-      if (!step.send.empty()) co_await asio::async_write(raw, asio::buffer(step.send), asio::use_awaitable);
-      REQUIRE_FALSE(step.failed);
-      done = step.done;
-    }
+    auto raw = co_await connect_raw(port);
+    co_await authenticate(raw, "k");
     // Ask for 64 MiB of replies and never read them.
     for (std::uint32_t serial = 1; serial <= 64; ++serial) {
       msgpack::sbuffer request;
@@ -234,7 +200,7 @@ TEST_CASE("tcp: a peer that stops reading is disconnected at max_write_buffer an
     std::size_t received = 0;
     std::string sink(1 << 16, '\0');
     std::error_code ec;
-    co_await sleep_for(500ms);
+    co_await pause(500ms);
     for (;;) {
       received += co_await raw.async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;

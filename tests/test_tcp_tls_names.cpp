@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Which certificates a TLS client accepts: the name it checks, the dates.
-#include "support.hpp"
+#include "tcp_fixtures.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -13,13 +13,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string cert(const char* name) { return std::string(PATIO_TEST_CERTS) + "/" + name; }
-
-std::int64_t mul(patio::varargs<std::int64_t> args) {
-  std::int64_t product = 1;
-  for (auto a : args) product *= a;
-  return product;
-}
+using patio::test::tcp::cert;
+using patio::test::tcp::mul;
 
 patio::tcp_options server_options() {
   return {.tls =
