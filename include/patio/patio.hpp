@@ -11,6 +11,7 @@
 #include <patio/format.hpp>
 #include <patio/function.hpp>
 #include <patio/gather.hpp>
+#include <patio/log.hpp>
 #include <patio/memory_broker.hpp>
 #include <patio/null_executor.hpp>
 #include <patio/process_pool_executor.hpp>
