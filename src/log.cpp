@@ -27,16 +27,11 @@ void write_default(const log_record& r) {
 
 std::string_view to_string(log_level level) noexcept {
   switch (level) {
-    case log_level::debug:
-      return "debug";
-    case log_level::info:
-      return "info";
-    case log_level::warning:
-      return "warning";
-    case log_level::error:
-      return "error";
-    case log_level::off:
-      return "off";
+    case log_level::debug: return "debug";
+    case log_level::info: return "info";
+    case log_level::warning: return "warning";
+    case log_level::error: return "error";
+    case log_level::off: return "off";
   }
   return "unknown";
 }

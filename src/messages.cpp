@@ -50,18 +50,51 @@ void append_raw_frame(std::string& out, frame::type kind, std::uint32_t serial, 
   out.append(payload, size);
 }
 
+template <class Packer>
+void pack_request(Packer& p, invocation& inv, std::optional<double> timeout_seconds) {
+  p.pack_array(4);
+  pack_call(p, inv);
+  if (timeout_seconds)
+    p.pack(*timeout_seconds);
+  else
+    p.pack_nil();
+}
+
+template <class Packer>
+void pack_error(Packer& p, const error_record& error) {
+  p.pack_array(3);
+  p.pack(static_cast<int>(error.code));
+  p.pack(error.type_name);
+  p.pack(error.message);
+}
+
+/// Appends what `pack` writes to `out`; leaves `out` as it was if it throws.
+template <class Pack>
+void append_payload(std::string& out, Pack&& pack) {
+  const auto start = out.size();
+  try {
+    string_stream stream{out};
+    msgpack::packer<string_stream> p(stream);
+    pack(p);
+  } catch (...) {
+    out.resize(start);
+    throw;
+  }
+}
+
 }  // namespace
 
 void append_request_frame(std::string& out, std::uint32_t serial, invocation& inv,
                           std::optional<double> timeout_seconds) {
-  append_frame(out, frame::type::request, serial, [&](auto& p) {
-    p.pack_array(4);
-    pack_call(p, inv);
-    if (timeout_seconds)
-      p.pack(*timeout_seconds);
-    else
-      p.pack_nil();
-  });
+  append_frame(out, frame::type::request, serial, [&](auto& p) { pack_request(p, inv, timeout_seconds); });
+}
+
+void append_request_payload(std::string& out, invocation& inv, std::optional<double> timeout_seconds) {
+  append_payload(out, [&](auto& p) { pack_request(p, inv, timeout_seconds); });
+}
+
+void append_error_payload(std::string& out, const error_record& error) {
+  append_payload(out, [&](auto& p) { pack_error(p, error); });
 }
 
 std::string request_frame(std::uint32_t serial, invocation& inv, std::optional<double> timeout_seconds) {
@@ -108,12 +141,7 @@ void append_response_frame(std::string& out, std::uint32_t serial, const msgpack
 }
 
 void append_error_frame(std::string& out, std::uint32_t serial, const error_record& error) {
-  append_frame(out, frame::type::error, serial, [&](auto& p) {
-    p.pack_array(3);
-    p.pack(static_cast<int>(error.code));
-    p.pack(error.type_name);
-    p.pack(error.message);
-  });
+  append_frame(out, frame::type::error, serial, [&](auto& p) { pack_error(p, error); });
 }
 
 std::string error_frame(std::uint32_t serial, const error_record& error) {

@@ -25,6 +25,10 @@ std::string request_frame(std::uint32_t serial, invocation& inv, std::optional<d
 void append_request_frame(std::string& out, std::uint32_t serial, invocation& inv,
                           std::optional<double> timeout_seconds);
 
+/// A REQUEST's payload alone, appended to `out` (the Redis broker's entries
+/// carry it).
+void append_request_payload(std::string& out, invocation& inv, std::optional<double> timeout_seconds);
+
 struct request {
   std::shared_ptr<encoded_invocation> invocation;  // carries a decoding error as its error, if any
   std::optional<double> timeout_seconds;
@@ -38,6 +42,9 @@ void append_response_frame(std::string& out, std::uint32_t serial, const msgpack
 /// ERROR: [errc, type name, message].
 std::string error_frame(std::uint32_t serial, const error_record& error);
 void append_error_frame(std::string& out, std::uint32_t serial, const error_record& error);
+
+/// An ERROR's payload alone, appended to `out`.
+void append_error_payload(std::string& out, const error_record& error);
 
 /// A RESPONSE's result (alive while `handle` is) or an ERROR's record.
 struct reply {
