@@ -183,6 +183,8 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
                                      asio::awaitable<void> loop) {
     try {
       co_await std::move(loop);
+    } catch (const connection_error&) {
+      // the connection logged why it ended; the supervisor logs reconnecting
     } catch (const std::exception& e) {
       if (!s->over && !self->closed_) log(log_level::warning, "redis", "{}; reconnecting", e.what());
     }

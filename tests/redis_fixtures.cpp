@@ -180,22 +180,36 @@ void worker_process::kill() {
   pid_ = -1;
 }
 
+bool worker_process::take(const std::string& line) {
+  for (auto nl = buffer_.find('\n'); nl != std::string::npos; nl = buffer_.find('\n')) {
+    seen_.insert(buffer_.substr(0, nl));
+    buffer_.erase(0, nl + 1);
+  }
+  return seen_.contains(line);
+}
+
+bool worker_process::read_some(int wait_ms) {
+  pollfd p{out_, POLLIN, 0};
+  if (::poll(&p, 1, wait_ms) <= 0) return true;
+  char chunk[256];
+  const auto n = ::read(out_, chunk, sizeof chunk);
+  if (n <= 0) return false;
+  buffer_.append(chunk, static_cast<std::size_t>(n));
+  return true;
+}
+
+bool worker_process::saw(const std::string& line) {
+  if (!read_some(0)) throw std::runtime_error("the worker process ended before printing \"" + line + "\"");
+  return take(line);
+}
+
 void worker_process::wait_for(const std::string& line, std::chrono::seconds limit) {
   const auto until = std::chrono::steady_clock::now() + limit;
-  for (;;) {
-    for (auto nl = buffer_.find('\n'); nl != std::string::npos; nl = buffer_.find('\n')) {
-      const auto got = buffer_.substr(0, nl);
-      buffer_.erase(0, nl + 1);
-      if (got == line) return;
-    }
+  while (!take(line)) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
     if (left <= 0ms) throw std::runtime_error("the worker process did not print \"" + line + "\" in time");
-    pollfd p{out_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-    char chunk[256];
-    const auto n = ::read(out_, chunk, sizeof chunk);
-    if (n <= 0) throw std::runtime_error("the worker process ended before printing \"" + line + "\"");
-    buffer_.append(chunk, static_cast<std::size_t>(n));
+    if (!read_some(static_cast<int>(left.count())))
+      throw std::runtime_error("the worker process ended before printing \"" + line + "\"");
   }
 }
 

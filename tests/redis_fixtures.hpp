@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -78,14 +79,22 @@ class worker_process {
   worker_process(const worker_process&) = delete;
   worker_process& operator=(const worker_process&) = delete;
 
-  /// Blocks until the child prints `line` (bounded: throws after `limit`).
+  /// Blocks until the child has printed `line` (bounded: throws after `limit`).
   void wait_for(const std::string& line, std::chrono::seconds limit = std::chrono::seconds(20));
+  /// Whether the child has printed `line` by now; never blocks (for
+  /// eventually() inside a test's io_context).
+  bool saw(const std::string& line);
   void kill();
 
  private:
+  /// Reads what the child printed, waiting up to `wait_ms`; false at its end.
+  bool read_some(int wait_ms);
+  bool take(const std::string& line);
+
   pid_t pid_ = -1;
   int out_ = -1;
   std::string buffer_;
+  std::set<std::string> seen_;  // every line printed so far
 };
 
 /// When PATIO_TEST_REDIS_WORK=<port> is set: runs the child of

@@ -63,6 +63,11 @@ struct node {
         return who_name;
       });
       rpc.add("count", [this] { return ++ran; });
+      rpc.add("slow_count", [this](int ms) -> asio::awaitable<int> {
+        const int n = ++ran;
+        co_await pause(std::chrono::milliseconds(ms));
+        co_return n;
+      });
       rpc.add("slow_who", [this](int ms) -> asio::awaitable<std::string> {
         co_await pause(std::chrono::milliseconds(ms));
         co_return who_name;
@@ -206,4 +211,306 @@ TEST_CASE("redis: several workers share the load", "[redis]") {
     co_await c.broker->close();
   };
   patio::test::run(io, test());
+}
+
+namespace {
+std::string recovered() { return "recovered"; }
+
+asio::awaitable<void> call_stall(patio::redis_broker& broker, std::string& result, bool& done) {
+  result = co_await broker.call<std::string>({.timeout = 15s}, "stall");
+  done = true;
+}
+}  // namespace
+
+TEST_CASE("redis: a worker killed with SIGKILL mid-task: another worker claims the entry and the call completes",
+          "[redis][faults]") {
+  server redis;
+  patio::test::redis::worker_process doomed(redis.port());
+  doomed.wait_for("ready");
+  asio::io_context io;
+  node caller(io, redis.options(), "caller", false);
+  patio::registry rescue_rpc;
+  rescue_rpc.add("stall", recovered);
+  patio::async_executor rescue_executor{rescue_rpc, 4};
+  auto rescue_options = redis.options();
+  rescue_options.visibility_timeout = 300ms;
+  patio::redis_broker rescuer{io.get_executor(), rescue_executor, rescue_options};
+  auto test = [&]() -> asio::awaitable<void> {
+    co_await caller.broker->setup();
+    std::string result;
+    bool done = false;
+    asio::co_spawn(io, call_stall(*caller.broker, result, done), asio::detached);
+    // The child prints "running" from inside the task: then it dies.
+    CHECK(co_await eventually([&] { return doomed.saw("running"); }));
+    doomed.kill();
+    const auto killed = std::chrono::steady_clock::now();
+    co_await rescuer.setup();
+    CHECK(co_await eventually([&] { return done; }));
+    CHECK(result == "recovered");
+    CHECK(std::chrono::steady_clock::now() - killed < 5s);
+    co_await caller.broker->close();
+    co_await rescuer.close();
+  };
+  patio::test::run(io, test());
+}
+
+TEST_CASE("redis: a running task renews its claim, so a long task is not run twice", "[redis]") {
+  server redis;
+  asio::io_context io;
+  auto options = redis.options();
+  options.visibility_timeout = 150ms;
+  node a(io, options, "a"), b(io, options, "b");
+  node caller(io, redis.options(), "caller", false);
+  auto test = [&]() -> asio::awaitable<void> {
+    co_await a.broker->setup();
+    co_await b.broker->setup();
+    co_await caller.broker->setup();
+    auto n = co_await caller.broker->call<int>({.timeout = 10s}, "slow_count", 800);
+    CHECK(n == 1);
+    CHECK(a.ran + b.ran == 1);
+    co_await caller.broker->close();
+    co_await a.broker->close();
+    co_await b.broker->close();
+  };
+  patio::test::run(io, test());
+}
+
+TEST_CASE("redis: a call that expired before a worker took it is never started", "[redis]") {
+  server redis;
+  client raw(redis.port());
+  asio::io_context io;
+  auto options = redis.options();
+  options.wait_for_route = true;
+  node caller(io, options, "caller", false);
+  node worker(io, redis.options(), "worker");
+  auto test = [&]() -> asio::awaitable<void> {
+    co_await caller.broker->setup();
+    try {
+      co_await caller.broker->call<int>({.timeout = 200ms}, "count");
+      FAIL("no exception");
+    } catch (const patio::timeout_error&) {
+    }
+    // The caller gave up: it deleted its entry. Put one back as an expired
+    // call looks to a worker that comes late: its deadline has passed.
+    patio::detail::redis::keys keys("test");
+    // ["who", [], {}, 0.1] in an entry made at 1 ms past the epoch.
+    const std::string request("\x94\xa3who\x90\x80\xcb\x3f\xb9\x99\x99\x99\x99\x99\x9a", 16);
+    raw.command({"XADD", keys.calls("who"), "1-1", "c", request, "r", keys.reply(caller.broker->id()), "i", "777"});
+    co_await worker.broker->setup();
+    CHECK(co_await eventually([&] { return raw.integer({"XLEN", keys.calls("who")}) == 0; }));
+    CHECK(worker.ran == 0);
+    // A call in time runs.
+    auto n = co_await caller.broker->call<int>({.timeout = 5s}, "count");
+    CHECK(n == 1);
+    co_await caller.broker->close();
+    co_await worker.broker->close();
+  };
+  patio::test::run(io, test());
+}
+
+namespace {
+asio::awaitable<void> call_slow_count(patio::redis_broker& broker, int ms, int& ok, int& failed) {
+  try {
+    co_await broker.call<int>({.timeout = 15s}, "slow_count", ms);
+    ++ok;
+  } catch (const std::exception& e) {
+    UNSCOPED_INFO("call failed: " << e.what());
+    ++failed;
+  }
+}
+}  // namespace
+
+TEST_CASE("redis: calls in flight complete across a Redis restart, and the brokers reconnect by themselves",
+          "[redis][faults]") {
+  server redis;
+  asio::io_context io;
+  node worker(io, redis.options(), "worker");
+  node caller(io, redis.options(), "caller", false);
+  auto test = [&]() -> asio::awaitable<void> {
+    co_await worker.broker->setup();
+    co_await caller.broker->setup();
+    constexpr int calls = 20;
+    int ok = 0, failed = 0;
+    for (int i = 0; i < calls; ++i)
+      asio::co_spawn(io, call_slow_count(*caller.broker, 300, ok, failed), asio::detached);
+    CHECK(co_await eventually([&] { return worker.ran == calls; }));
+    redis.kill();  // no persistence: Redis forgets every stream, group and entry
+    CHECK(co_await eventually([&] { return !caller.broker->connected() && !worker.broker->connected(); }));
+    redis.start();
+    CHECK(co_await eventually([&] { return ok + failed == calls; }, 15s));
+    CHECK(ok == calls);
+    CHECK(caller.broker->connected());
+    auto after = co_await caller.broker->call<std::int64_t>({.timeout = 5s}, "mul", 6, 7);
+    CHECK(after == 42);
+    co_await caller.broker->close();
+    co_await worker.broker->close();
+  };
+  patio::test::run(io, test(), 40s);
+}
+
+TEST_CASE("redis: malformed entries go to the dead-letter stream and the worker goes on", "[redis][faults]") {
+  server redis;
+  client raw(redis.port());
+  asio::io_context io;
+  node worker(io, redis.options(), "worker");
+  node caller(io, redis.options(), "caller", false);
+  patio::detail::redis::keys keys("test");
+  const auto stream = keys.calls("mul");
+  auto test = [&]() -> asio::awaitable<void> {
+    co_await worker.broker->setup();
+    co_await caller.broker->setup();
+    const auto reply_to = keys.reply(caller.broker->id());
+    raw.command({"XADD", stream, "*", "foo", "bar"});                                     // not ours
+    raw.command({"XADD", stream, "*", "c", "\xc1garbage", "r", reply_to, "i", "99999"});  // undecodable
+    raw.command({"XADD", stream, "*", "c", "\x90", "r", keys.calls("mul"), "i", "2"});    // replies into a calls stream
+    raw.command({"XADD", stream, "*", "c", "\x90", "r", reply_to, "i", "not a number"});  // bad call number
+    auto product = co_await caller.broker->call<std::int64_t>({.timeout = 5s}, "mul", 3, 4);
+    CHECK(product == 12);
+    CHECK(co_await eventually([&] { return raw.integer({"XLEN", keys.dead_letter()}) == 4; }));
+    CHECK(co_await eventually([&] { return raw.integer({"XLEN", stream}) == 0; }));
+    auto dead = raw.command({"XRANGE", keys.dead_letter(), "-", "+"});
+    REQUIRE(dead->type == REDIS_REPLY_ARRAY);
+    for (std::size_t i = 0; i < dead->elements; ++i) {
+      const auto* fields = dead->element[i]->element[1];
+      REQUIRE(fields->elements >= 6);
+      CHECK(std::string(fields->element[0]->str) == "stream");
+      CHECK(std::string(fields->element[1]->str) == stream);
+      CHECK(std::string(fields->element[4]->str) == "reason");
+    }
+    co_await caller.broker->close();
+    co_await worker.broker->close();
+  };
+  patio::test::run(io, test());
+}
+
+TEST_CASE("redis: an entry delivered more than max_deliveries times is dead-lettered and its caller told",
+          "[redis][faults]") {
+  server redis;
+  client raw(redis.port());
+  asio::io_context io;
+  auto caller_options = redis.options();
+  caller_options.wait_for_route = true;
+  node caller(io, caller_options, "caller", false);
+  auto worker_options = redis.options();
+  worker_options.visibility_timeout = 100ms;
+  worker_options.max_deliveries = 3;
+  node worker(io, worker_options, "worker");
+  patio::detail::redis::keys keys("test");
+  const auto stream = keys.calls("count");
+  auto test = [&]() -> asio::awaitable<void> {
+    co_await caller.broker->setup();
+    bool failed_right = false;
+    std::string message;
+    auto call = [](patio::redis_broker& b, bool& flag, std::string& what) -> asio::awaitable<void> {
+      try {
+        co_await b.call<int>({.timeout = 10s}, "count");
+      } catch (const patio::worker_crashed_error& e) {
+        flag = true;
+        what = e.what();
+      }
+    };
+    asio::co_spawn(io, call(*caller.broker, failed_right, message), asio::detached);
+    CHECK(co_await eventually([&] { return raw.integer({"XLEN", stream}) == 1; }));
+    // A ghost worker takes it three times and dies each time.
+    raw.command({"XGROUP", "CREATE", stream, "workers", "0", "MKSTREAM"});
+    auto read = raw.command({"XREADGROUP", "GROUP", "workers", "ghost", "COUNT", "1", "STREAMS", stream, ">"});
+    const std::string id = read->element[0]->element[1]->element[0]->element[0]->str;
+    raw.command({"XCLAIM", stream, "workers", "ghost", "0", id});
+    raw.command({"XCLAIM", stream, "workers", "ghost", "0", id});
+    co_await worker.broker->setup();
+    CHECK(co_await eventually([&] { return failed_right; }));
+    CHECK(message.find("delivered 4 times") != std::string::npos);
+    CHECK(worker.ran == 0);
+    CHECK(raw.integer({"XLEN", keys.dead_letter()}) == 1);
+    co_await caller.broker->close();
+    co_await worker.broker->close();
+  };
+  patio::test::run(io, test());
+}
+
+TEST_CASE("redis: setup reports a wrong password as auth_error and an unreachable Redis as connection_error",
+          "[redis]") {
+  server redis({"--requirepass", "s3cret"});
+  asio::io_context io;
+  patio::registry rpc;
+  patio::null_executor none{rpc};
+  auto wrong = redis.options();
+  wrong.password = "wrong";
+  auto missing = redis.options();
+  missing.password.clear();
+  auto right = redis.options();
+  right.password = "s3cret";
+  auto away = redis.options();
+  away.port = 1;  // nothing listens there
+  patio::redis_broker b_wrong{io.get_executor(), none, wrong};
+  patio::redis_broker b_missing{io.get_executor(), none, missing};
+  patio::redis_broker b_right{io.get_executor(), none, right};
+  patio::redis_broker b_away{io.get_executor(), none, away};
+  auto test = [&]() -> asio::awaitable<void> {
+    try {
+      co_await b_wrong.setup();
+      FAIL("no exception");
+    } catch (const patio::auth_error& e) {
+      CHECK(std::string(e.what()).find("refused the credentials") != std::string::npos);
+    }
+    try {
+      co_await b_missing.setup();
+      FAIL("no exception");
+    } catch (const patio::auth_error&) {
+    }
+    try {
+      co_await b_away.setup();
+      FAIL("no exception");
+    } catch (const patio::connection_error& e) {
+      CHECK(std::string(e.what()).find("127.0.0.1:1") != std::string::npos);
+    }
+    co_await b_right.setup();
+    CHECK(b_right.connected());
+    co_await b_right.close();
+  };
+  patio::test::run(io, test());
+}
+
+TEST_CASE("redis: answered calls leave nothing behind and the reply stream expires", "[redis]") {
+  server redis;
+  client raw(redis.port());
+  asio::io_context io;
+  node worker(io, redis.options(), "worker");
+  node caller(io, redis.options(), "caller", false);
+  patio::detail::redis::keys keys("test");
+  auto test = [&]() -> asio::awaitable<void> {
+    co_await worker.broker->setup();
+    co_await caller.broker->setup();
+    for (int i = 0; i < 50; ++i) co_await caller.broker->call<std::int64_t>({.timeout = 5s}, "mul", i, 2);
+    const auto reply = keys.reply(caller.broker->id());
+    CHECK(co_await eventually([&] { return raw.integer({"XLEN", keys.calls("mul")}) == 0; }));
+    CHECK(co_await eventually([&] { return raw.integer({"XLEN", reply}) == 0; }));
+    const auto ttl = raw.integer({"PTTL", reply});
+    CHECK(ttl > 0);
+    CHECK(ttl <= 60'000);
+    // Every worker's advertisement carries an expiry too.
+    CHECK(raw.integer({"ZCARD", keys.route("mul")}) == 1);
+    co_await caller.broker->close();
+    co_await worker.broker->close();
+    CHECK(raw.integer({"ZCARD", keys.route("mul")}) == 0);
+  };
+  patio::test::run(io, test());
+}
+
+TEST_CASE("redis options that cannot work are refused at construction", "[redis]") {
+  asio::io_context io;
+  patio::registry rpc;
+  patio::null_executor none{rpc};
+  auto make = [&](auto change) {
+    patio::redis_options o;
+    change(o);
+    patio::redis_broker b{io.get_executor(), none, o};
+  };
+  CHECK_THROWS_AS(make([](auto& o) { o.max_in_flight = 0; }), std::invalid_argument);
+  CHECK_THROWS_AS(make([](auto& o) { o.read_batch = 0; }), std::invalid_argument);
+  CHECK_THROWS_AS(make([](auto& o) { o.max_deliveries = 0; }), std::invalid_argument);
+  CHECK_THROWS_AS(make([](auto& o) { o.worker_ttl = o.heartbeat_interval; }), std::invalid_argument);
+  CHECK_THROWS_AS(make([](auto& o) { o.project = "a{b}"; }), std::invalid_argument);
+  CHECK_THROWS_AS(make([](auto& o) { o.project = ""; }), std::invalid_argument);
+  CHECK_NOTHROW(make([](auto&) {}));
 }
