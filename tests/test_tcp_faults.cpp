@@ -389,7 +389,8 @@ TEST_CASE("tcp faults: connections cut at random mid-call end each call with its
     co_await patio::gather(std::move(again));
 
     // No task runs on for a caller that is gone: a cut connection cancels
-    // its tasks, an expired call sends CANCEL.
+    // its tasks; an expired call's task is stopped by CANCEL, or by the
+    // deadline its REQUEST carried.
     const auto tasks_ended = co_await eventually([&] { return seen.slow_running == 0; }, 5s);
     CHECK(tasks_ended);
     for (auto& b : brokers) co_await b->close();
@@ -400,10 +401,10 @@ TEST_CASE("tcp faults: connections cut at random mid-call end each call with its
   server.stop();
 
   WARN(fmt::format(
-      "seed {}: {} cuts in {:.1f} s over {} connections through the proxy; {} calls in {} lanes: {} results, "
+      "seed {}, {:.1f} s: the proxy cut {} of the {} connections it carried; {} calls in {} lanes: {} results, "
       "{} task errors, {} timed out as meant, {} connection_error; longest call {} ms; then all {} clients "
       "answered {} calls",
-      seed, proxy->cuts, took.count(), proxy->accepted, during.calls, clients * lanes, during.results,
+      seed, took.count(), proxy->cuts, proxy->accepted, during.calls, clients * lanes, during.results,
       during.task_errors, during.expired, during.connection_errors,
       std::chrono::duration_cast<std::chrono::milliseconds>(during.longest).count(), clients,
       after.results + after.task_errors));
