@@ -25,7 +25,9 @@ void register_process_tasks(patio::registry& rpc);
 int orphan_parent_mode(patio::registry& rpc);
 
 /// When PATIO_TEST_TCP_SERVE is set: serves "announced_wait" (prints
-/// "running", then waits) on a TCP server broker on 127.0.0.1, prints
+/// "running", then waits) and the tasks of tests/tcp_fixtures.hpp's
+/// serving_side on a TCP server broker on 127.0.0.1, on the port
+/// PATIO_TEST_TCP_SERVE_PORT names (any free port without it), prints
 /// "ready <port>" and runs until killed (tests/test_tcp_broker.cpp);
 /// returns -1 otherwise.
 int tcp_serve_mode();

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // What the TCP broker tests share: the tasks each side serves, option
-// builders for plain TCP, TLS and mutual TLS, and a raw protocol peer that
-// speaks the wire protocol over a bare socket (tests/test_tcp_*.cpp).
+// builders for plain TCP, TLS and mutual TLS, a raw protocol peer that
+// speaks the wire protocol over a bare socket, and a server in a child
+// process that a test can kill (tests/test_tcp_*.cpp).
 #pragma once
 
 #include "support.hpp"
@@ -10,18 +11,29 @@
 #include <patio/detail/handshake.hpp>
 
 #include <asio/ip/tcp.hpp>
+#include <asio/posix/stream_descriptor.hpp>
 #include <asio/read.hpp>
+#include <asio/read_until.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
+
+extern "C" char** environ;
 
 namespace patio::test::tcp {
 
@@ -190,6 +202,62 @@ inline asio::awaitable<tcp::socket> connect_raw(std::uint16_t port) {
   tcp::socket s(co_await asio::this_coro::executor);
   co_await s.async_connect({asio::ip::make_address("127.0.0.1"), port}, asio::use_awaitable);
   co_return s;
+}
+
+// ---- a server in a child process ------------------------------------------------
+// The test binary started with PATIO_TEST_TCP_SERVE set (tests/main.cpp,
+// patio::test::tcp_serve_mode): a TCP server on 127.0.0.1 that a test can
+// kill with SIGKILL, as a crash or an OOM kill would.
+
+/// A child process; killed and reaped on destruction.
+struct child_process {
+  pid_t pid = -1;
+  int out = -1;  ///< the read end of its stdout
+
+  child_process() = default;
+  child_process(const child_process&) = delete;
+  child_process& operator=(const child_process&) = delete;
+  ~child_process() {
+    if (out >= 0) ::close(out);
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+/// Starts the server child: it prints "ready <port>" once it listens on
+/// `port` (0: any free port), then serves the serving_side tasks and
+/// "announced_wait" (prints "running", then waits).
+inline void spawn_tcp_server(child_process& child, std::uint16_t port = 0) {
+  int out[2];
+  // Close-on-exec: a later child must not hold this one's pipe.
+  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+  posix_spawn_file_actions_t actions;
+  ::posix_spawn_file_actions_init(&actions);
+  ::posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  std::vector<std::string> env_text{"PATIO_TEST_TCP_SERVE=1"};
+  if (port != 0) env_text.push_back("PATIO_TEST_TCP_SERVE_PORT=" + std::to_string(port));
+  for (char** e = environ; e && *e; ++e) env_text.emplace_back(*e);
+  std::vector<char*> envp;
+  for (auto& e : env_text) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string self = "/proc/self/exe";
+  char* argv[] = {self.data(), nullptr};
+  const int spawned = ::posix_spawn(&child.pid, self.c_str(), &actions, nullptr, argv, envp.data());
+  ::posix_spawn_file_actions_destroy(&actions);
+  ::close(out[1]);
+  child.out = out[0];
+  REQUIRE(spawned == 0);
+}
+
+/// The next line from `in`, without its newline; `buffer` keeps what came
+/// after it.
+inline asio::awaitable<std::string> read_line(asio::posix::stream_descriptor& in, std::string& buffer) {
+  const auto n = co_await asio::async_read_until(in, asio::dynamic_buffer(buffer), '\n', asio::use_awaitable);
+  auto line = buffer.substr(0, n - 1);
+  buffer.erase(0, n);
+  co_return line;
 }
 
 }  // namespace patio::test::tcp

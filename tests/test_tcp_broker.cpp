@@ -14,9 +14,7 @@
 #include <asio/read_until.hpp>
 #include <catch2/catch.hpp>
 
-#include <spawn.h>
 #include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -32,8 +30,6 @@
 #include <thread>
 #include <utility>
 #include <vector>
-
-extern "C" char** environ;
 
 namespace {
 
@@ -672,51 +668,6 @@ asio::awaitable<std::string> announced_wait(int ms) {
   co_return "done";
 }
 
-/// The test binary started with PATIO_TEST_TCP_SERVE set; killed on exit.
-struct child_process {
-  pid_t pid = -1;
-  int out = -1;  ///< the read end of its stdout
-
-  child_process() = default;
-  child_process(const child_process&) = delete;
-  child_process& operator=(const child_process&) = delete;
-  ~child_process() {
-    if (out >= 0) ::close(out);
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-  }
-};
-
-void spawn_tcp_server(child_process& child) {
-  int out[2];
-  REQUIRE(::pipe(out) == 0);
-  posix_spawn_file_actions_t actions;
-  ::posix_spawn_file_actions_init(&actions);
-  ::posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-  ::posix_spawn_file_actions_addclose(&actions, out[0]);
-  std::vector<std::string> env_text{"PATIO_TEST_TCP_SERVE=1"};
-  for (char** e = environ; e && *e; ++e) env_text.emplace_back(*e);
-  std::vector<char*> envp;
-  for (auto& e : env_text) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::string self = "/proc/self/exe";
-  char* argv[] = {self.data(), nullptr};
-  const int spawned = ::posix_spawn(&child.pid, self.c_str(), &actions, nullptr, argv, envp.data());
-  ::posix_spawn_file_actions_destroy(&actions);
-  ::close(out[1]);
-  child.out = out[0];
-  REQUIRE(spawned == 0);
-}
-
-asio::awaitable<std::string> read_line(asio::posix::stream_descriptor& in, std::string& buffer) {
-  const auto n = co_await asio::async_read_until(in, asio::dynamic_buffer(buffer), '\n', asio::use_awaitable);
-  auto line = buffer.substr(0, n - 1);
-  buffer.erase(0, n);
-  co_return line;
-}
-
 }  // namespace
 
 namespace patio::test {
@@ -725,11 +676,13 @@ int tcp_serve_mode() {
   if (!std::getenv("PATIO_TEST_TCP_SERVE")) return -1;
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
   patio::registry rpc;
+  serving_side::register_all(rpc, "child");  // the fault tests call these (tests/test_tcp_faults.cpp)
   rpc.add("announced_wait", announced_wait);
-  patio::async_executor executor{rpc, 4};
+  patio::async_executor executor{rpc, 64};
   asio::io_context io;
   patio::tcp_server_broker server{io.get_executor(), executor};
-  const auto port = server.listen("127.0.0.1", 0);
+  const char* wanted = std::getenv("PATIO_TEST_TCP_SERVE_PORT");  // a restarted server takes its old port
+  const auto port = server.listen("127.0.0.1", wanted ? static_cast<std::uint16_t>(std::atoi(wanted)) : 0);
   std::printf("ready %u\n", static_cast<unsigned>(port));
   std::fflush(stdout);
   io.run_for(std::chrono::seconds(60));  // the test kills it long before
