@@ -23,6 +23,30 @@ constexpr std::size_t keep_write_capacity = 1024 * 1024;
 std::error_code lost() { return make_error_code(errc::connection_lost); }
 }  // namespace
 
+namespace {
+redisReplyObjectFunctions bounded_functions;
+void* (*default_create_array)(const redisReadTask*, int) = nullptr;
+
+void* create_bounded_array(const redisReadTask* task, int elements) {
+  if (elements > max_reply_elements) return nullptr;  // the reader reports out of memory
+  return default_create_array(task, elements);
+}
+}  // namespace
+
+redisReader* make_reader() {
+  redisReader* reader = redisReaderCreate();
+  if (!reader) throw std::bad_alloc();
+  static const bool once = [&] {
+    bounded_functions = *reader->fn;  // hiredis's own, which freeReplyObject matches
+    default_create_array = bounded_functions.createArray;
+    bounded_functions.createArray = create_bounded_array;
+    return true;
+  }();
+  (void)once;
+  reader->fn = &bounded_functions;
+  return reader;
+}
+
 bool is_error(const redisReply* r) noexcept { return r && r->type == REDIS_REPLY_ERROR; }
 
 std::string_view text(const redisReply* r) noexcept {
@@ -86,9 +110,7 @@ std::vector<stream_entries> parse_read(const redisReply* r) {
 }
 
 connection::connection(asio::any_io_executor strand, std::string label)
-    : strand_(std::move(strand)), label_(std::move(label)), socket_(strand_), reader_(redisReaderCreate()) {
-  if (!reader_) throw std::bad_alloc();
-}
+    : strand_(std::move(strand)), label_(std::move(label)), socket_(strand_), reader_(make_reader()) {}
 
 connection::~connection() { redisReaderFree(reader_); }
 

@@ -31,6 +31,15 @@ struct reply_deleter {
 };
 using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
 
+/// The most elements one reply array may announce. hiredis allocates an
+/// array's slots when it reads the header, before the elements arrive: a
+/// bound keeps a broken or hostile server from making it allocate gigabytes.
+inline constexpr int max_reply_elements = 1 << 22;
+
+/// A hiredis reader whose arrays are bounded by max_reply_elements (a larger
+/// one is a reader error, as if out of memory). Free with redisReaderFree.
+redisReader* make_reader();
+
 /// Views into replies, checked: each returns nullopt/false/empty for a reply
 /// of another shape, never reads out of bounds.
 bool is_error(const redisReply* r) noexcept;
