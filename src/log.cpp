@@ -4,19 +4,22 @@
 #include <atomic>
 #include <cstdio>
 #include <mutex>
+#include <utility>
 
 namespace patio {
 
 namespace {
 std::atomic<log_level> threshold{log_level::info};
 
+// Never destroyed: a thread the library left running (a detached pool
+// thread) may still log while the process exits.
 std::mutex& sink_mutex() {
-  static std::mutex m;
-  return m;
+  static auto* m = new std::mutex;
+  return *m;
 }
 log_sink& sink() {
-  static log_sink s;
-  return s;
+  static auto* s = new log_sink;
+  return *s;
 }
 
 void write_default(const log_record& r) {
@@ -37,8 +40,10 @@ std::string_view to_string(log_level level) noexcept {
 }
 
 void set_log_sink(log_sink s) {
-  std::lock_guard lock(sink_mutex());
-  sink() = std::move(s);
+  std::unique_lock lock(sink_mutex());
+  std::swap(sink(), s);
+  // The old sink is destroyed outside the lock: its destructor may log.
+  lock.unlock();
 }
 
 void set_log_level(log_level level) noexcept { threshold.store(level, std::memory_order_relaxed); }

@@ -3,6 +3,7 @@
 // io_context; on it, one coroutine per worker slot starts the worker, feeds
 // it calls one at a time, and replaces it when it dies.
 #include <patio/detail/worker_protocol.hpp>
+#include <patio/log.hpp>
 #include <patio/process_pool_executor.hpp>
 
 #include <asio/co_spawn.hpp>
@@ -44,6 +45,8 @@ namespace {
 using namespace std::chrono_literals;
 using asio::local::stream_protocol;
 
+constexpr std::string_view component = "process_pool";
+
 std::string describe_status(int status) {
   if (WIFSIGNALED(status))
     return fmt::format("killed by signal {} ({})", WTERMSIG(status), ::strsignal(WTERMSIG(status)));
@@ -73,7 +76,7 @@ class process_pool : public std::enable_shared_from_this<process_pool> {
           try {
             std::rethrow_exception(e);
           } catch (const std::exception& ex) {
-            fmt::print(stderr, "patio process pool: worker slot failed: {}\n", ex.what());
+            detail::log(log_level::error, component, "worker slot failed: {}", ex.what());
           }
         }
       });
@@ -172,9 +175,10 @@ class process_pool : public std::enable_shared_from_this<process_pool> {
 
   static asio::awaitable<void> run_slot(std::shared_ptr<process_pool> self, slot* s) {
     auto backoff = 50ms;
+    std::size_t failed_starts = 0;  // in a row
     while (!self->stopping()) {
       if (!s->socket) {
-        if (!co_await self->spawn(*s)) {
+        if (!co_await self->spawn(*s, failed_starts++)) {
           s->wake.expires_after(backoff);
           std::error_code ignored;
           co_await s->wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
@@ -182,6 +186,7 @@ class process_pool : public std::enable_shared_from_this<process_pool> {
           continue;
         }
         backoff = 50ms;
+        failed_starts = 0;
       }
       auto inv = co_await self->next(*s);
       const bool stop = !inv && !s->lost;
@@ -193,7 +198,7 @@ class process_pool : public std::enable_shared_from_this<process_pool> {
         self->kill(*s, stop_reason::protocol);
         const auto pid = s->pid;
         const auto how = co_await self->reap(*s);
-        if (!self->stopping()) fmt::print(stderr, "patio process pool: idle worker {} {}; replacing it\n", pid, how);
+        if (!self->stopping()) detail::log(log_level::warning, component, "idle worker {} {}; replacing it", pid, how);
         continue;
       }
       if (stop) break;
@@ -244,11 +249,16 @@ class process_pool : public std::enable_shared_from_this<process_pool> {
     wake_one();
   }
 
-  /// Starts a worker process and waits for its greeting.
-  asio::awaitable<bool> spawn(slot& s) {
+  /// Starts a worker process and waits for its greeting. `failed_before`:
+  /// this slot's failed starts in a row, so that a worker that never starts
+  /// is logged the first time and every tenth, not at every retry.
+  asio::awaitable<bool> spawn(slot& s, std::size_t failed_before) {
+    const bool log_failure = worth_logging(failed_before + 1);
+    const auto again =
+        failed_before == 0 ? std::string() : fmt::format(" ({} failed starts in a row)", failed_before + 1);
     int fds[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-      fmt::print(stderr, "patio process pool: socketpair: {}\n", std::strerror(errno));
+      if (log_failure) detail::log(log_level::error, component, "socketpair: {}{}", std::strerror(errno), again);
       co_return false;
     }
     const int worker_fd = 3;
@@ -296,7 +306,8 @@ class process_pool : public std::enable_shared_from_this<process_pool> {
     ::close(child_fd);
     if (rc != 0) {
       ::close(fds[0]);
-      fmt::print(stderr, "patio process pool: cannot start worker '{}': {}\n", program, std::strerror(rc));
+      if (log_failure)
+        detail::log(log_level::error, component, "cannot start worker '{}': {}{}", program, std::strerror(rc), again);
       co_return false;
     }
 
@@ -338,10 +349,10 @@ class process_pool : public std::enable_shared_from_this<process_pool> {
     }
     kill(s, stop_reason::protocol);
     const auto how = co_await reap(s);
-    fmt::print(stderr,
-               "patio process pool: worker '{}' failed to start: {} ({}). Does its main call "
-               "patio::serve_as_worker(registry) first?\n",
-               program, problem, how);
+    if (log_failure)
+      detail::log(log_level::error, component,
+                  "worker '{}' failed to start: {} ({}){}. Does its main call patio::serve_as_worker(registry) first?",
+                  program, problem, how, again);
     co_return false;
   }
 
@@ -441,12 +452,12 @@ class process_pool : public std::enable_shared_from_this<process_pool> {
         invocation::complete(std::move(inv));
         co_return;
       } catch (const std::exception& e) {
-        fmt::print(stderr, "patio process pool: worker {}: {}; replacing it\n", s.pid, e.what());
+        detail::log(log_level::warning, component, "worker {}: {}; replacing it", s.pid, e.what());
         kill(s, stop_reason::protocol);
       }
     } else if (ec == std::errc::message_size) {
-      fmt::print(stderr, "patio process pool: worker {} sent more than {} bytes; replacing it\n", s.pid,
-                 options_.max_message);
+      detail::log(log_level::warning, component, "worker {} sent more than {} bytes; replacing it", s.pid,
+                  options_.max_message);
       kill(s, stop_reason::protocol);
     }
 

@@ -6,6 +6,7 @@
 #include <patio/detail/handshake.hpp>
 #include <patio/detail/messages.hpp>
 #include <patio/detail/post.hpp>
+#include <patio/log.hpp>
 #include <patio/tcp_broker.hpp>
 
 #include <asio/bind_cancellation_slot.hpp>
@@ -42,6 +43,8 @@ namespace detail {
 namespace {
 using asio::ip::tcp;
 using namespace std::chrono_literals;
+
+constexpr std::string_view component = "tcp";
 
 /// A TLS context as `tls` asks, for a server or a client.
 /// @throws std::system_error naming the file that failed to load.
@@ -139,6 +142,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
         stream_(std::in_place_index<0>, std::move(socket)),
         role_(r),
         peer_(describe(lowest())),
+        target_(host),
         read_gate_(core_->strand_),
         serial_(core_->first_serial_) {
     if (!core_->ssl_) return;
@@ -161,8 +165,19 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
                const_cast<char*>(name.c_str()));
   }
 
-  /// Runs the connection until it ends. @returns whether it authenticated.
-  static asio::awaitable<bool> run(std::shared_ptr<tcp_connection> self);
+  /// How a connection ended.
+  struct outcome {
+    bool authenticated = false;
+    std::string problem;  ///< why this side dropped it, or the handshake failed; empty if it just closed
+  };
+
+  /// Runs the connection until it ends. A server's connection logs its
+  /// events itself; a client's leaves the end to connect_loop, which
+  /// throttles what repeats across reconnects.
+  static asio::awaitable<outcome> run(std::shared_ptr<tcp_connection> self);
+
+  /// For a client: the failed attempts before this one, for its "connected" line.
+  std::size_t failed_attempts_ = 0;
 
   /// Queues a frame. Frames queued while the handlers of one turn run go
   /// out together in one write.
@@ -180,7 +195,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     const auto queued = before + writing_buf_.size();
     if (unsent_.size() + writing_buf_.size() > core_->options_.max_write_buffer) {
       unsent_.resize(before);
-      fmt::print(stderr, "patio tcp: {} stopped reading ({} bytes wait to be sent); closing\n", peer_, queued);
+      ending(fmt::format("{} stopped reading ({} bytes wait to be sent)", peer_, queued));
       close();
       return;
     }
@@ -217,7 +232,20 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   bool offers(const std::string& name) const { return names_.contains(name); }
   const std::string& peer() const { return peer_; }
 
+  /// For log lines: the host a client connected to and its address, or the
+  /// peer's address.
+  std::string name() const {
+    if (target_.empty() || peer_.starts_with(target_ + ":")) return peer_;
+    return fmt::format("{} ({})", target_, peer_);
+  }
+
  private:
+  /// Records why this side ends the connection; the first reason wins (a
+  /// close it causes must not log a second one). Logged once, when run() ends.
+  void ending(std::string problem) {
+    if (problem_.empty()) problem_ = std::move(problem);
+  }
+
   /// Writes what is unsent, then again while more has been queued meanwhile.
   void flush() {
     if (closed_ || unsent_.empty()) {
@@ -255,13 +283,13 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     switch (frame::decode(header, max, authenticated_, h)) {
       case frame::header_error::none: break;
       case frame::header_error::unknown_type:
-        fmt::print(stderr, "patio tcp: {} sent an unknown packet type {}; closing\n", peer_, header[0]);
+        ending(fmt::format("{} sent an unknown packet type {}", peer_, header[0]));
         co_return false;
       case frame::header_error::too_large:
-        fmt::print(stderr, "patio tcp: {} sent a {}-byte payload, over the limit; closing\n", peer_, h.payload_size);
+        ending(fmt::format("{} sent a {}-byte payload, over the limit", peer_, h.payload_size));
         co_return false;
       case frame::header_error::not_allowed:
-        fmt::print(stderr, "patio tcp: {} sent a packet before authenticating; closing\n", peer_);
+        ending(fmt::format("{} sent a packet before authenticating", peer_));
         co_return false;
     }
     if (!co_await fill(frame::header_size + h.payload_size)) co_return false;
@@ -296,7 +324,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     asio::steady_timer deadline(core_->strand_, core_->options_.handshake_timeout);
     deadline.async_wait([self = shared_from_this()](std::error_code ec) {
       if (!ec && !self->authenticated_) {
-        fmt::print(stderr, "patio tcp: {} did not authenticate in time; closing\n", self->peer_);
+        self->ending(fmt::format("{} did not authenticate in time", self->peer_));
         self->close();
       }
     });
@@ -306,7 +334,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
           role_ == role::server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
           asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
-        fmt::print(stderr, "patio tcp: TLS handshake with {} failed: {}; closing\n", peer_, ec.message());
+        ending(fmt::format("TLS handshake with {} failed: {}", peer_, ec.message()));
         deadline.cancel();
         co_return false;
       }
@@ -325,7 +353,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
       const auto step = server ? server->on_frame(h, payload) : client->on_frame(h, payload);
       if (!step.send.empty()) send(step.send);
       if (step.failed) {
-        fmt::print(stderr, "patio tcp: authentication with {} failed: {}; closing\n", peer_, step.reason);
+        ending(fmt::format("authentication with {} failed: {}", peer_, step.reason));
         deadline.cancel();
         co_return false;
       }
@@ -336,9 +364,10 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
       }
     }
     // The server checks the client's proof first and says nothing when it
-    // is wrong: tell the client's user why the connection went away.
-    if (role_ == role::client && !closed_)
-      fmt::print(stderr, "patio tcp: {} closed the connection during authentication (a different key?)\n", peer_);
+    // is wrong: tell the client's user why the connection went away. (When
+    // the broker itself closes, connect_loop logs nothing.)
+    if (role_ == role::client)
+      ending(fmt::format("{} closed the connection during authentication (a different key?)", peer_));
     deadline.cancel();
     co_return false;
   }
@@ -432,7 +461,11 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
 
   void on_reply(const frame::header& h, std::string_view payload) {
     const auto it = pending_.find(h.serial);
-    if (it == pending_.end()) return;  // the caller gave up (timeout): nothing waits for it
+    if (it == pending_.end()) {  // the caller gave up (timeout): nothing waits for it
+      detail::log(log_level::debug, component, "{}: reply to {} came after its caller gave up; dropped", peer_,
+                  h.serial);
+      return;
+    }
     auto inv = std::move(it->second);
     pending_.erase(it);
     messages::reply reply;
@@ -470,7 +503,9 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
 
   std::variant<tcp::socket, tls_stream> stream_;
   role role_;
-  std::string peer_;
+  std::string peer_;     // the remote address, "ip:port"
+  std::string target_;   // for a client: the host it connected to
+  std::string problem_;  // see ending()
   static constexpr std::size_t read_buffer_size = 64 * 1024;
   std::vector<char> rbuf_ = std::vector<char>(read_buffer_size);
   std::size_t rpos_ = 0;          // next unread byte in rbuf_
@@ -491,12 +526,19 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   friend class tcp_core;
 };
 
-asio::awaitable<bool> tcp_connection::run(std::shared_ptr<tcp_connection> self) {
+asio::awaitable<tcp_connection::outcome> tcp_connection::run(std::shared_ptr<tcp_connection> self) {
   auto& core = *self->core_;
   core.all_.push_back(self);
   bool authenticated = false;
   if (co_await self->authenticate()) {
     authenticated = true;
+    if (self->role_ == role::server)
+      detail::log(log_level::info, component, "{} connected", self->peer_);
+    else if (self->failed_attempts_ == 0)
+      detail::log(log_level::info, component, "connected to {}", self->name());
+    else
+      detail::log(log_level::info, component, "connected to {} after {} failed attempts", self->name(),
+                  self->failed_attempts_);
     self->send(messages::discover_request_frame());
     frame::header h;
     std::string_view payload;
@@ -517,12 +559,20 @@ asio::awaitable<bool> tcp_connection::run(std::shared_ptr<tcp_connection> self) 
         }
       }
     } catch (const std::exception& e) {
-      fmt::print(stderr, "patio tcp: {}: {}; closing\n", self->peer_, e.what());
+      self->ending(fmt::format("{}: {}", self->peer_, e.what()));
     }
   }
   self->close();
   core.ended(self);
-  co_return authenticated;
+  if (self->role_ == role::server) {
+    if (!self->problem_.empty())
+      detail::log(log_level::warning, component, "{}; closing", self->problem_);
+    else if (authenticated)
+      detail::log(log_level::info, component, "{} disconnected", self->peer_);
+    else
+      detail::log(log_level::debug, component, "{} left before authenticating", self->peer_);
+  }
+  co_return outcome{authenticated, std::move(self->problem_)};
 }
 
 void tcp_core::became_live(const std::shared_ptr<tcp_connection>& c) {
@@ -570,6 +620,7 @@ void tcp_core::close_all() {
 }
 
 asio::awaitable<void> tcp_core::accept_loop(std::shared_ptr<tcp_core> self, std::shared_ptr<tcp::acceptor> acceptor) {
+  std::size_t failures = 0;  // in a row
   while (!self->closed_) {
     std::error_code ec;
     tcp::socket socket(self->strand_);
@@ -578,12 +629,16 @@ asio::awaitable<void> tcp_core::accept_loop(std::shared_ptr<tcp_core> self, std:
     if (ec) {
       if (ec == asio::error::operation_aborted) break;
       // A connection reset before accept, or out of descriptors (EMFILE):
-      // logged, and a pause so that the loop does not spin meanwhile.
-      fmt::print(stderr, "patio tcp: accept failed: {}; retrying\n", ec.message());
+      // logged (not every retry of a lasting failure), and a pause so that
+      // the loop does not spin meanwhile.
+      if (detail::worth_logging(++failures))
+        detail::log(log_level::error, component, "accept failed: {}; retrying ({} failures in a row)", ec.message(),
+                    failures);
       asio::steady_timer pause(self->strand_, 100ms);
       co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
+    failures = 0;
     socket.set_option(tcp::no_delay(true), ec);
     auto c = std::make_shared<tcp_connection>(self, std::move(socket), tcp_connection::role::server);
     asio::co_spawn(self->strand_, tcp_connection::run(std::move(c)), asio::detached);
@@ -595,25 +650,62 @@ asio::awaitable<void> tcp_core::connect_loop(std::shared_ptr<tcp_core> self, std
   self->reconnect_timers_.push_back(timer);
   auto delay = self->options_.reconnect_delay;
   tcp::resolver resolver(self->strand_);
+  // What repeats while a server stays unreachable (or keeps refusing the
+  // key) is logged when it changes and every tenth time, not per attempt.
+  std::size_t failures = 0;  // attempts in a row that did not authenticate
+  std::string last_logged;   // the last failure logged
   while (!self->closed_) {
     std::error_code ec;
     auto endpoints =
         co_await resolver.async_resolve(host, std::to_string(port), asio::redirect_error(asio::use_awaitable, ec));
-    bool authenticated = false;
+    tcp_connection::outcome o;
+    bool connected = false;
+    std::string where = fmt::format("{}:{}", host, port);
     if (!ec) {
       tcp::socket socket(self->strand_);
       co_await asio::async_connect(socket, endpoints, asio::redirect_error(asio::use_awaitable, ec));
       if (!ec && !self->closed_) {
+        connected = true;
         socket.set_option(tcp::no_delay(true), ec);
         auto c = std::make_shared<tcp_connection>(self, std::move(socket), tcp_connection::role::client, host);
-        authenticated = co_await tcp_connection::run(std::move(c));
+        c->failed_attempts_ = failures;
+        where = c->name();
+        o = co_await tcp_connection::run(std::move(c));
       }
     }
-    if (self->closed_) break;
-    if (authenticated) delay = self->options_.reconnect_delay;
+    if (self->closed_) {
+      if (o.authenticated) detail::log(log_level::info, component, "connection to {} closed", where);
+      break;
+    }
+    const auto ms = delay.count();
+    if (o.authenticated) {
+      failures = 0;
+      last_logged.clear();
+      delay = self->options_.reconnect_delay;
+      if (o.problem.empty())
+        detail::log(log_level::info, component, "connection to {} closed; reconnecting in {} ms", where, delay.count());
+      else
+        detail::log(log_level::warning, component, "{}; closing, reconnecting in {} ms", o.problem, delay.count());
+    } else {
+      // A refused connection is routine while a server restarts (info); a
+      // failed handshake or a broken peer is the peer's doing (warning).
+      const auto level = connected ? log_level::warning : log_level::info;
+      std::string problem =
+          connected ? std::move(o.problem) : fmt::format("cannot connect to {}: {}", where, ec.message());
+      if (problem.empty()) problem = fmt::format("the connection to {} ended during authentication", where);
+      ++failures;
+      if (problem != last_logged || detail::worth_logging(failures)) {
+        const std::string_view then = connected ? "closing, reconnecting" : "reconnecting";
+        if (failures == 1)
+          detail::log(level, component, "{}; {} in {} ms", problem, then, ms);
+        else
+          detail::log(level, component, "{}; {} in {} ms ({} failed attempts in a row)", problem, then, ms, failures);
+        last_logged = std::move(problem);
+      }
+    }
     timer->expires_after(delay);
     co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (!authenticated) delay = std::min(delay * 2, self->options_.max_reconnect_delay);
+    if (!o.authenticated) delay = std::min(delay * 2, self->options_.max_reconnect_delay);
   }
   std::erase(self->reconnect_timers_, timer);
 }
@@ -704,6 +796,7 @@ std::uint16_t tcp_server_broker::listen(std::string_view address, std::uint16_t 
     throw std::system_error(e.code(), fmt::format("patio tcp: cannot listen on {}:{}", address, port));
   }
   const auto bound = acceptor->local_endpoint().port();
+  detail::log(log_level::info, detail::component, "listening on {}:{}", address, bound);
   detail::post_tracked(core_->strand_, [core = core_, acceptor] { core->acceptors_.push_back(acceptor); });
   asio::co_spawn(core_->strand_, detail::tcp_core::accept_loop(core_, acceptor), asio::detached);
   return bound;

@@ -1,7 +1,13 @@
 // SPDX-License-Identifier: MIT
 // The worker side of the process pool: a plain blocking loop in a child
 // process. It reads one request, runs it, writes one reply.
+//
+// The child is the program itself, started afresh by posix_spawn (never a
+// bare fork of a threaded parent), so it logs through the sink like any
+// process: the one its main set before serve_as_worker, else the default,
+// stderr, which it shares with the pool's process.
 #include <patio/detail/worker_protocol.hpp>
+#include <patio/log.hpp>
 #include <patio/process_pool_executor.hpp>
 
 #include <asio/co_spawn.hpp>
@@ -100,7 +106,8 @@ bool serve_as_worker(registry& r) {
     if (!read_fully(fd, reinterpret_cast<char*>(header), sizeof header)) return true;  // the pool went away
     const auto size = detail::worker_protocol::payload_size(header);
     if (size > max_request) {
-      fmt::print(stderr, "patio worker {}: request of {} bytes refused; leaving\n", ::getpid(), size);
+      detail::log(log_level::warning, "process_pool", "worker {}: request of {} bytes refused; leaving", ::getpid(),
+                  size);
       return true;
     }
     payload.resize(size);
@@ -110,7 +117,7 @@ bool serve_as_worker(registry& r) {
     try {
       request = detail::worker_protocol::decode_request(payload.data(), payload.size());
     } catch (const std::exception& e) {
-      fmt::print(stderr, "patio worker {}: {}; leaving\n", ::getpid(), e.what());
+      detail::log(log_level::warning, "process_pool", "worker {}: {}; leaving", ::getpid(), e.what());
       return true;
     }
     auto& inv = *request.invocation;
