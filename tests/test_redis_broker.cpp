@@ -514,3 +514,38 @@ TEST_CASE("redis options that cannot work are refused at construction", "[redis]
   CHECK_THROWS_AS(make([](auto& o) { o.project = ""; }), std::invalid_argument);
   CHECK_NOTHROW(make([](auto&) {}));
 }
+
+TEST_CASE("redis: an ACL user limited to the project's keys and the documented commands can call and work",
+          "[redis]") {
+  server redis;
+  client raw(redis.port());
+  // The rule docs/redis.md recommends.
+  auto set = raw.command({"ACL", "SETUSER", "patio", "reset", "on", ">pw", "~patio:{test}:*", "+@stream", "+zadd",
+                          "+zrem", "+zcount", "+zremrangebyscore", "+pexpire", "+time", "+client|setname", "+select"});
+  REQUIRE(set->type == REDIS_REPLY_STATUS);
+  asio::io_context io;
+  auto options = redis.options();
+  options.username = "patio";
+  options.password = "pw";
+  node worker(io, options, "worker");
+  node caller(io, options, "caller", false);
+  auto outside = redis.options("other");  // keys the user may not touch
+  outside.username = "patio";
+  outside.password = "pw";
+  node stranger(io, outside, "stranger");
+  auto test = [&]() -> asio::awaitable<void> {
+    co_await worker.broker->setup();
+    co_await caller.broker->setup();
+    auto product = co_await caller.broker->call<std::int64_t>({.timeout = 5s}, "mul", 6, 7);
+    CHECK(product == 42);
+    try {
+      co_await stranger.broker->setup();
+      FAIL("no exception");
+    } catch (const patio::connection_error& e) {
+      CHECK(std::string(e.what()).find("NOPERM") != std::string::npos);
+    }
+    co_await caller.broker->close();
+    co_await worker.broker->close();
+  };
+  patio::test::run(io, test());
+}
