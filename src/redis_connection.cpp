@@ -117,13 +117,20 @@ connection::~connection() { redisReaderFree(reader_); }
 asio::awaitable<void> connection::open(redis_options options, std::string client_name) {
   using asio::ip::tcp;
   const auto where = fmt::format("{}:{}", options.host, options.port);
+  // The timer's handler may already be queued when the attempt ends: it
+  // shares its state rather than pointing into this frame.
+  struct attempt {
+    bool timed_out = false;
+    bool over = false;
+  };
+  const auto state = std::make_shared<attempt>();
   asio::steady_timer deadline(strand_, options.connect_timeout);
-  bool timed_out = false;
-  deadline.async_wait([self = shared_from_this(), &timed_out](std::error_code ec) {
-    if (ec) return;
-    timed_out = true;
+  deadline.async_wait([self = shared_from_this(), state](std::error_code ec) {
+    if (ec || state->over) return;
+    state->timed_out = true;
     self->close();
   });
+  const auto& timed_out = state->timed_out;
   try {
     tcp::resolver resolver(strand_);
     const auto endpoints =
@@ -133,6 +140,7 @@ asio::awaitable<void> connection::open(redis_options options, std::string client
     socket_.set_option(tcp::no_delay(true));
     socket_.set_option(asio::socket_base::keep_alive(true));
   } catch (const std::system_error& e) {
+    state->over = true;
     deadline.cancel();
     close();
     throw connection_error(
@@ -160,10 +168,12 @@ asio::awaitable<void> connection::open(redis_options options, std::string client
   try {
     replies = co_await exec(std::move(hello), count);
   } catch (const connection_error&) {
+    state->over = true;
     deadline.cancel();
     throw connection_error(
         fmt::format("redis: {} closed the connection while it was set up{}", where, timed_out ? " (timed out)" : ""));
   }
+  state->over = true;
   deadline.cancel();
   std::size_t i = 0;
   if (!options.password.empty()) {

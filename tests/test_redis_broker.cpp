@@ -6,6 +6,7 @@
 #include <patio/detail/redis_protocol.hpp>
 #include <patio/redis_broker.hpp>
 
+#include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <catch2/catch.hpp>
@@ -515,8 +516,7 @@ TEST_CASE("redis options that cannot work are refused at construction", "[redis]
   CHECK_NOTHROW(make([](auto&) {}));
 }
 
-TEST_CASE("redis: an ACL user limited to the project's keys and the documented commands can call and work",
-          "[redis]") {
+TEST_CASE("redis: an ACL user limited to the project's keys and the documented commands can call and work", "[redis]") {
   server redis;
   client raw(redis.port());
   // The rule docs/redis.md recommends.
@@ -546,6 +546,33 @@ TEST_CASE("redis: an ACL user limited to the project's keys and the documented c
     }
     co_await caller.broker->close();
     co_await worker.broker->close();
+  };
+  patio::test::run(io, test());
+}
+
+TEST_CASE("redis: setup gives up after connect_timeout on a server that accepts and never answers", "[redis]") {
+  asio::io_context io;
+  asio::ip::tcp::acceptor silent(io, {asio::ip::make_address("127.0.0.1"), 0});
+  asio::ip::tcp::socket accepted(io);
+  silent.async_accept(accepted, [](std::error_code) {});  // accepts, then says nothing
+  patio::registry rpc;
+  patio::null_executor none{rpc};
+  patio::redis_options options;
+  options.port = silent.local_endpoint().port();
+  options.connect_timeout = 200ms;
+  patio::redis_broker broker{io.get_executor(), none, options};
+  auto test = [&]() -> asio::awaitable<void> {
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      co_await broker.setup();
+      FAIL("no exception");
+    } catch (const patio::connection_error& e) {
+      CHECK(std::string(e.what()).find("timed out") != std::string::npos);
+    }
+    const auto took = std::chrono::steady_clock::now() - start;
+    CHECK(took >= 200ms);
+    CHECK(took < 2s);
+    CHECK_FALSE(broker.connected());
   };
   patio::test::run(io, test());
 }

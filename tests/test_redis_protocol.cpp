@@ -7,6 +7,7 @@
 #include <patio/error.hpp>
 
 #include <catch2/catch.hpp>
+
 #include <hiredis/hiredis.h>
 
 #include <string>
@@ -155,7 +156,8 @@ TEST_CASE("redis stream reads parse, and broken entries are marked rather than t
   }
 }
 
-TEST_CASE("the redis reader refuses an array header too large to allocate for, and reads normal ones", "[redis][protocol]") {
+TEST_CASE("the redis reader refuses an array header too large to allocate for, and reads normal ones",
+          "[redis][protocol]") {
   auto read = [](std::string_view bytes) {
     redisReader* reader = redis::make_reader();
     redisReaderFeed(reader, bytes.data(), bytes.size());
