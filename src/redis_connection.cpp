@@ -250,8 +250,9 @@ asio::awaitable<void> connection::read_loop() {
     std::error_code ec;
     const auto n =
         co_await socket_.async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
+    if (closed_) break;  // bytes that arrived as it closed answer commands already failed
     if (ec) {
-      if (!closed_ && ec != asio::error::operation_aborted)
+      if (ec != asio::error::operation_aborted)
         log(log_level::info, "redis", "{}: connection lost: {}", label_, ec.message());
       break;
     }
