@@ -4,6 +4,7 @@
 // and printing.
 #pragma once
 
+#include <patio/error.hpp>
 #include <patio/redis_broker.hpp>
 
 #include <fmt/format.h>
