@@ -31,6 +31,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <unordered_map>
+#include <vector>
 
 namespace patio {
 
@@ -99,7 +100,24 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
     std::shared_ptr<redis::connection> work;      // the worker's blocking reads
     std::shared_ptr<redis::connection> replies;   // the caller's blocking reads
     asio::steady_timer ended;                     // cancelled when the session ends
+    std::vector<asio::steady_timer*> pacing;      // the loops' interval timers: end() cancels them too
     bool over = false;
+  };
+
+  /// Lists a loop's interval timer in its session while the loop runs, so
+  /// that end() (and so close()) wakes the loop at once: otherwise io.run()
+  /// would go on for up to a whole interval (visibility_timeout / 3) after
+  /// close().
+  class paced {
+   public:
+    paced(session& s, asio::steady_timer& t) : s_(s), t_(t) { s_.pacing.push_back(&t_); }
+    ~paced() { std::erase(s_.pacing, &t_); }
+    paced(const paced&) = delete;
+    paced& operator=(const paced&) = delete;
+
+   private:
+    session& s_;
+    asio::steady_timer& t_;
   };
 
   asio::awaitable<void> setup() {
@@ -130,6 +148,7 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
     for (auto* c : {&s->commands, &s->work, &s->replies})
       if (*c) (*c)->close();
     s->ended.cancel();
+    for (auto* t : s->pacing) t->cancel();
     if (gate_) gate_->cancel();  // a worker loop waiting for room sees its session is over
     if (session_ == s) {
       session_.reset();
@@ -273,6 +292,7 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
 
   static asio::awaitable<void> heartbeat_loop(std::shared_ptr<redis_core> self, std::shared_ptr<session> s) {
     asio::steady_timer t(self->strand_);
+    const paced listed(*s, t);
     while (!s->over && !self->closed_) {
       t.expires_after(self->options_.heartbeat_interval);
       std::error_code ec;
@@ -508,6 +528,7 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
   /// one's running entries stay its own.
   static asio::awaitable<void> claim_loop(std::shared_ptr<redis_core> self, std::shared_ptr<session> s) {
     asio::steady_timer t(self->strand_);
+    const paced listed(*s, t);
     const auto every = self->options_.visibility_timeout / 3;
     char idle[24];
     const auto min_idle = redis::decimal(static_cast<std::uint64_t>(ms_count(self->options_.visibility_timeout)), idle);

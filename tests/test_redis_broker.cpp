@@ -4,6 +4,7 @@
 #include "support.hpp"
 
 #include <patio/detail/redis_protocol.hpp>
+#include <patio/gather.hpp>
 #include <patio/redis_broker.hpp>
 
 #include <asio/ip/tcp.hpp>
@@ -122,6 +123,32 @@ TEST_CASE("redis: calls, results and errors round-trip through a real redis-serv
     co_await worker.broker->close();
   };
   patio::test::run(io, test());
+}
+
+TEST_CASE("redis: after close() nothing of the broker is left on the io_context and io.run() returns at once",
+          "[redis]") {
+  server redis;
+  asio::io_context io;
+  // The claim loop wakes every visibility_timeout / 3 (10 s): close() must
+  // not leave it, or the heartbeat, sleeping until then.
+  node worker(io, redis.options(), "worker");
+  node caller(io, redis.options(), "caller", false);
+  bool done = false;
+  auto test = [&]() -> asio::awaitable<void> {
+    co_await worker.broker->setup();
+    co_await caller.broker->setup();
+    const auto product = co_await caller.broker->call<std::int64_t>({.timeout = 5s}, "mul", 6, 7);
+    CHECK(product == 42);
+    co_await caller.broker->close();
+    co_await worker.broker->close();
+    done = true;
+  };
+  asio::co_spawn(io, test(), patio::rethrow);
+  const auto start = std::chrono::steady_clock::now();
+  io.run_for(8s);
+  CHECK(done);
+  CHECK(io.stopped());  // ran out of work, not out of time
+  CHECK(std::chrono::steady_clock::now() - start < 4s);
 }
 
 TEST_CASE("redis: a call for a function no worker offers fails fast with no_route_error", "[redis]") {
