@@ -14,7 +14,8 @@ T* allocate(msgpack::zone& zone, std::size_t n) {
 }
 
 const char* copy(msgpack::zone& zone, const std::string& s) {
-  if (s.empty()) return nullptr;
+  // Never null: msgpack-cxx passes the pointer to memcpy even for size 0.
+  if (s.empty()) return "";
   auto* p = static_cast<char*>(zone.allocate_no_align(s.size()));
   std::memcpy(p, s.data(), s.size());
   return p;
