@@ -22,6 +22,7 @@ class task_limiter;
 /// A timeout or cancellation of the call cancels the task (terminal
 /// cancellation) at its next suspension point. When the caller's
 /// io_context runs on several threads, call from a strand.
+// NOLINTNEXTLINE(cppcoreguidelines-special-member-functions): executor already deletes copying and moving.
 class async_executor final : public executor {
  public:
   /// An executor running at most `max_workers` tasks at once, with the

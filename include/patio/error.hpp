@@ -120,7 +120,7 @@ class remote_error : public error {
 /// @param message   its what().
 /// @param type_name for errc::remote_error, the remote exception's type name.
 /// @throws patio::error the subclass that belongs to `code`, always.
-[[noreturn]] void throw_error(errc code, std::string message, std::string type_name = {});
+[[noreturn]] void throw_error(errc code, const std::string& message, std::string type_name = {});
 
 }  // namespace patio
 

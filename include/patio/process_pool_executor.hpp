@@ -59,6 +59,7 @@ struct process_pool_options {
 ///
 /// Arguments and results cross the process boundary through the codec.
 /// Workers exit by themselves when the parent dies, even by SIGKILL.
+// NOLINTNEXTLINE(cppcoreguidelines-special-member-functions): executor already deletes copying and moving.
 class process_pool_executor final : public executor {
  public:
   /// A pool of `max_workers` processes running this program, started at once.

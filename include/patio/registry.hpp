@@ -49,6 +49,7 @@ using identity = void (*)();
 ///
 /// @par Object lifetimes
 /// The registry must outlive the executors and brokers that use it.
+// NOLINTNEXTLINE(cppcoreguidelines-special-member-functions): only copying is deleted; moving is meant to be absent.
 class registry {
   using map_type = std::map<std::string, function, std::less<>>;
 
@@ -75,6 +76,7 @@ class registry {
   /// @throws patio::registry_error if the name is taken, empty, or the
   /// registry is locked.
   template <class F>
+  // NOLINTNEXTLINE(performance-unnecessary-value-param): name is moved into insert(); clang-tidy 14 misses it here.
   const std::string& add(std::string name, F&& f) {
     return insert(std::move(name), detail::make_function(decay(std::forward<F>(f))), identity_of(f));
   }

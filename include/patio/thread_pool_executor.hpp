@@ -26,6 +26,7 @@ class task_limiter;
 /// A timeout abandons a call: if it is still queued it never starts; if it
 /// runs, it runs to its end (a thread cannot be stopped safely) and the
 /// result is dropped. Use the process pool when tasks must be killable.
+// NOLINTNEXTLINE(cppcoreguidelines-special-member-functions): executor already deletes copying and moving.
 class thread_pool_executor final : public executor {
  public:
   /// A pool of `max_workers` threads, started at once, with the default

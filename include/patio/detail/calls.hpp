@@ -63,9 +63,7 @@ struct params_of {
   static constexpr bool accepts() {
     constexpr bool with_kwargs = kwargs_given<A...>();
     constexpr std::size_t positional = sizeof...(A) - (with_kwargs ? 1 : 0);
-    if constexpr (with_kwargs && !layout::takes_kwargs) {
-      return false;
-    } else if constexpr (positional < layout::required || positional > layout::max) {
+    if constexpr ((with_kwargs && !layout::takes_kwargs) || positional < layout::required || positional > layout::max) {
       return false;
     } else {
       return []<std::size_t... I>(std::index_sequence<I...>) {
