@@ -40,7 +40,7 @@ const std::error_category& error_category() noexcept {
   return instance;
 }
 
-void throw_error(errc code, std::string message, std::string type_name) {
+void throw_error(errc code, const std::string& message, std::string type_name) {
   switch (code) {
     case errc::timeout: throw timeout_error(message);
     case errc::no_route: throw no_route_error(message);

@@ -136,7 +136,7 @@ void task_limiter::shutdown() {
     auto error = shut_down_error(inv->name);
     invocation::fail(std::move(inv), std::move(error));
   }
-  for (auto& inv : active) {
+  for (const auto& inv : active) {
     detail::post_tracked(inv->caller_executor, [inv] { inv->task_cancel.emit(asio::cancellation_type::terminal); });
   }
 }

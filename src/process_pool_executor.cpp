@@ -20,7 +20,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
+#include <signal.h>  // NOLINT(modernize-deprecated-headers): kill and sigaction are POSIX, not in <csignal>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -34,6 +34,7 @@
 #include <optional>
 #include <thread>
 
+// NOLINTNEXTLINE(readability-redundant-declaration): POSIX requires it; glibc declares it only with _GNU_SOURCE.
 extern "C" char** environ;
 
 namespace patio {
@@ -272,6 +273,7 @@ class process_pool : public std::enable_shared_from_this<process_pool> {
     std::vector<std::string> arg_text{program};
     arg_text.insert(arg_text.end(), options_.args.begin(), options_.args.end());
     std::vector<char*> argv;
+    argv.reserve(arg_text.size() + 1);
     for (auto& a : arg_text) argv.push_back(a.data());
     argv.push_back(nullptr);
 
@@ -284,6 +286,7 @@ class process_pool : public std::enable_shared_from_this<process_pool> {
     env_text.push_back(fmt::format("PATIO_WORKER_FD={}", worker_fd));
     env_text.push_back(fmt::format("PATIO_WORKER_PARENT={}", ::getpid()));
     std::vector<char*> envp;
+    envp.reserve(env_text.size() + 1);
     for (auto& e : env_text) envp.push_back(e.data());
     envp.push_back(nullptr);
 
@@ -358,7 +361,7 @@ class process_pool : public std::enable_shared_from_this<process_pool> {
 
   /// Reads one frame into `payload`; a frame larger than max_message is an
   /// error.
-  asio::awaitable<std::error_code> read_frame(slot& s, std::string& payload) {
+  asio::awaitable<std::error_code> read_frame(slot& s, std::string& payload) const {
     unsigned char header[worker_protocol::header_size];
     std::error_code ec;
     co_await asio::async_read(*s.socket, asio::buffer(header), asio::redirect_error(asio::use_awaitable, ec));
@@ -506,12 +509,12 @@ class process_pool : public std::enable_shared_from_this<process_pool> {
 }  // namespace detail
 
 process_pool_executor::process_pool_executor(patio::registry& r, process_pool_options options)
-    : executor(r, executor_options{.max_workers = options.max_workers, .max_queue = options.max_queue}),
-      pool_(std::make_shared<detail::process_pool>(options)) {
+    : executor(r, executor_options{.max_workers = options.max_workers, .max_queue = options.max_queue}) {
   if (options.program.empty() && std::getenv("PATIO_WORKER_FD"))
     throw executor_refused_error(
         "this process was started as a patio worker but creates a process pool: main must call "
         "patio::serve_as_worker(registry) before anything else");
+  pool_ = std::make_shared<detail::process_pool>(std::move(options));
   setup();
 }
 

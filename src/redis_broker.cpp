@@ -506,8 +506,8 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
       std::vector<std::string_view> args{"XREADGROUP", "GROUP", redis::group,
                                          self->id_,    "COUNT", redis::decimal(room, count),
                                          "BLOCK",      "1000",  "STREAMS"};
-      for (const auto& stream : self->streams_) args.push_back(stream);
-      for (std::size_t i = 0; i < self->streams_.size(); ++i) args.push_back(">");
+      for (const auto& stream : self->streams_) args.emplace_back(stream);
+      for (std::size_t i = 0; i < self->streams_.size(); ++i) args.emplace_back(">");
       std::string cmd;
       redis::append_command(cmd, args);
       const auto replies = co_await s->work->exec(std::move(cmd), 1);
@@ -578,7 +578,7 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
     for (const auto& [stream, ids] : by_stream) {
       std::vector<std::string_view> args{"XCLAIM", stream, redis::group, id_, "0"};
       args.insert(args.end(), ids.begin(), ids.end());
-      args.push_back("JUSTID");
+      args.emplace_back("JUSTID");
       std::string cmd;
       redis::append_command(cmd, args);
       s->commands->send(cmd, 1);

@@ -68,7 +68,7 @@ const function* registry::find(std::string_view name) const {
 }
 
 const function& registry::at(std::string_view name) const {
-  if (auto* f = find(name)) return *f;
+  if (const auto* f = find(name)) return *f;
   throw unknown_function_error("no function named '" + std::string(name) + "' in the registry");
 }
 

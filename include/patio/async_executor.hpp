@@ -7,9 +7,11 @@
 
 namespace patio {
 
+/// @cond internals
 namespace detail {
 class task_limiter;
 }
+/// @endcond
 
 /// Runs tasks as coroutines on the caller's executor (for a broker, the one
 /// it delivers the call on), at most `max_workers` at once; the rest wait in
@@ -20,13 +22,26 @@ class task_limiter;
 /// A timeout or cancellation of the call cancels the task (terminal
 /// cancellation) at its next suspension point. When the caller's
 /// io_context runs on several threads, call from a strand.
+// NOLINTNEXTLINE(cppcoreguidelines-special-member-functions): executor already deletes copying and moving.
 class async_executor final : public executor {
  public:
+  /// An executor running at most `max_workers` tasks at once, with the
+  /// default queue bound.
+  /// @param r           the functions it runs; must outlive the executor.
+  /// @param max_workers how many tasks run at once (0 counts as 1).
   explicit async_executor(patio::registry& r, std::size_t max_workers = 4)
       : async_executor(r, executor_options{.max_workers = max_workers}) {}
+
+  /// An executor with explicit options.
+  /// @param r       the functions it runs; must outlive the executor.
+  /// @param options concurrency and queue bound (executor_options).
   async_executor(patio::registry& r, executor_options options);
+
+  /// Shuts the executor down (see shutdown()).
   ~async_executor() override;
 
+  /// Fails queued tasks with patio::executor_refused_error (errc::shut_down)
+  /// and refuses new ones. Idempotent.
   void shutdown() override;
 
  private:

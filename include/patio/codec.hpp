@@ -26,6 +26,7 @@ namespace patio {
 
 class value;
 
+/// @cond internals
 namespace detail {
 /// What value's encoding constructor takes: anything but a value or an object.
 template <class T>
@@ -37,6 +38,7 @@ concept encodable =
 /// zone grows by itself when a payload needs more.
 inline constexpr std::size_t zone_chunk_size = 256;
 }  // namespace detail
+/// @endcond
 
 /// Raw bytes; travel as MessagePack bin.
 using bytes = std::vector<std::byte>;
@@ -50,24 +52,47 @@ template <class T>
 class varargs : public std::vector<T> {
  public:
   using std::vector<T>::vector;
+  /// No arguments.
   varargs() = default;
+  /// The arguments `values`, in order.
+  /// @param values the positional arguments the parameter collects.
   explicit varargs(std::vector<T> values) : std::vector<T>(std::move(values)) {}
 };
 
 /// A dynamically typed MessagePack value: what an untyped call returns, and
 /// a parameter type that accepts anything. Copies are cheap (they share the
 /// immutable storage).
+///
+/// With `<patio/format.hpp>`, fmt formats a value as its to_string():
+/// `fmt::print("{}", v)`, in ranges too (`[6, 6, 6]`, unquoted).
 class value {
  public:
-  enum class kind { nil, boolean, integer, floating, string, binary, array, map, extension };
+  /// The MessagePack type of a value.
+  enum class kind {
+    nil,       ///< MessagePack nil (a default-constructed value)
+    boolean,   ///< true or false
+    integer,   ///< a signed or unsigned integer
+    floating,  ///< float32 or float64
+    string,    ///< UTF-8 text (MessagePack str)
+    binary,    ///< raw bytes (MessagePack bin, patio::bytes)
+    array,     ///< a sequence of values
+    map,       ///< key-value pairs
+    extension  ///< a MessagePack extension type
+  };
 
   /// nil
   value() noexcept = default;
 
   /// A deep copy of `object`.
+  /// @param object any MessagePack object; the value does not refer to it
+  ///               afterwards.
+  /// @throws std::bad_alloc.
   explicit value(const msgpack::object& object);
 
   /// Encodes `v` through the codec.
+  /// @param v anything the codec encodes (see docs/codec.md).
+  /// @throws std::bad_alloc; what msgpack-cxx throws for a type it cannot
+  /// encode.
   template <detail::encodable T>
   explicit value(const T& v) {
     auto zone = std::make_shared<msgpack::zone>(detail::zone_chunk_size);
@@ -75,41 +100,63 @@ class value {
     zone_ = std::move(zone);
   }
 
+  /// @returns what the value holds.
   [[nodiscard]] kind type() const noexcept;
+  /// @returns whether type() is kind::nil.
   [[nodiscard]] bool is_nil() const noexcept { return type() == kind::nil; }
+  /// @returns whether type() is kind::boolean.
   [[nodiscard]] bool is_bool() const noexcept { return type() == kind::boolean; }
+  /// @returns whether type() is kind::integer.
   [[nodiscard]] bool is_int() const noexcept { return type() == kind::integer; }
+  /// @returns whether type() is kind::floating.
   [[nodiscard]] bool is_float() const noexcept { return type() == kind::floating; }
+  /// @returns whether type() is kind::string.
   [[nodiscard]] bool is_string() const noexcept { return type() == kind::string; }
+  /// @returns whether type() is kind::binary.
   [[nodiscard]] bool is_bytes() const noexcept { return type() == kind::binary; }
+  /// @returns whether type() is kind::array.
   [[nodiscard]] bool is_array() const noexcept { return type() == kind::array; }
+  /// @returns whether type() is kind::map.
   [[nodiscard]] bool is_map() const noexcept { return type() == kind::map; }
 
   /// Converts to T.
+  /// @returns the value as T (a copy of *this for T = value).
   /// @throws patio::type_mismatch_error if the value does not fit T.
   template <class T>
   [[nodiscard]] T as() const;
 
-  /// Elements of an array or map, bytes of a string or bin, else 0.
+  /// The size of what the value holds.
+  /// @returns elements of an array or map, bytes of a string or bin, else 0.
   [[nodiscard]] std::size_t size() const noexcept;
 
   /// Element `i` of an array.
+  /// @param i a zero-based index.
+  /// @returns the element, sharing this value's storage.
   /// @throws patio::type_mismatch_error if not an array; std::out_of_range.
   [[nodiscard]] value operator[](std::size_t i) const;
 
   /// The value under string key `key` of a map.
+  /// @param key a string key.
+  /// @returns the value, sharing this value's storage.
   /// @throws patio::type_mismatch_error if not a map; std::out_of_range.
   [[nodiscard]] value operator[](std::string_view key) const;
 
-  /// The value under `key`, or nothing when absent or not a map.
+  /// The non-throwing look-up.
+  /// @param key a string key.
+  /// @returns the value under `key`, or nothing when absent or not a map.
   [[nodiscard]] std::optional<value> find(std::string_view key) const;
 
-  /// JSON-like text: null, true, 6, 2.5, "text", b"\x01", [1, 2], {"k": 1}.
+  /// JSON-like text, for people: not an interchange format.
+  /// @returns e.g. null, true, 6, 2.5, "text", b"\x01", [1, 2], {"k": 1}.
   [[nodiscard]] std::string to_string() const;
 
-  /// The underlying MessagePack object; valid while this value lives.
+  /// The underlying MessagePack object.
+  /// @returns a reference valid while this value (or a copy of it) lives.
   [[nodiscard]] const msgpack::object& object() const noexcept { return object_; }
 
+  /// Deep equality of the MessagePack objects (an integer 1 and a float 1.0
+  /// differ).
+  // NOLINTNEXTLINE(bugprone-exception-escape): msgpack::object's == only compares memory; it is not marked noexcept.
   friend bool operator==(const value& a, const value& b) noexcept { return a.object_ == b.object_; }
 
  private:
@@ -132,11 +179,13 @@ class kwargs {
  public:
   /// One `name = value` pair; converts from any encodable value.
   struct item {
+    /// @param key the keyword.
+    /// @param v   its value: a patio::value, or anything the codec encodes.
     template <class T>
     item(std::string key, const T& v) : name(std::move(key)), value(make(v)) {}
 
-    std::string name;
-    patio::value value;
+    std::string name;    ///< the keyword
+    patio::value value;  ///< its value, encoded
 
    private:
     template <class T>
@@ -148,27 +197,43 @@ class kwargs {
     }
   };
 
+  /// No keyword arguments.
   kwargs() = default;
+  /// `{{"greeting", "hi"}, {"times", 2}}`.
+  /// @param items the pairs; a later duplicate name is kept beside the first,
+  ///              and find() returns the first.
   kwargs(std::initializer_list<item> items) : items_(items) {}
 
   /// Sets `name` (replacing an earlier value).
+  /// @param name the keyword.
+  /// @param v    its value.
   void set(std::string name, patio::value v) {
     for (auto& i : items_)
       if (i.name == name) {
         i.value = std::move(v);
         return;
       }
-    items_.push_back({std::move(name), std::move(v)});
+    // item's constructor copies what it encodes: move `v` in afterwards.
+    items_.emplace_back(std::move(name), patio::value{});
+    items_.back().value = std::move(v);
   }
 
+  /// The non-throwing look-up.
+  /// @param name the keyword.
+  /// @returns its value, or nothing when absent.
   [[nodiscard]] std::optional<patio::value> find(std::string_view name) const {
     for (const auto& i : items_)
       if (i.name == name) return i.value;
     return std::nullopt;
   }
+  /// Whether `name` is given.
+  /// @param name the keyword.
+  /// @returns true if find(name) finds it.
   [[nodiscard]] bool contains(std::string_view name) const { return find(name).has_value(); }
 
   /// The value of `name` converted to T.
+  /// @param name the keyword.
+  /// @returns its value as T.
   /// @throws patio::bad_arguments_error when absent; patio::type_mismatch_error.
   template <class T = patio::value>
   [[nodiscard]] T get(std::string_view name) const {
@@ -177,17 +242,27 @@ class kwargs {
   }
 
   /// The value of `name` converted to T, or `fallback` when absent.
+  /// @param name     the keyword.
+  /// @param fallback what an absent keyword gives.
+  /// @returns its value as T, or `fallback`.
+  /// @throws patio::type_mismatch_error when present but not a T.
   template <class T>
   [[nodiscard]] T get(std::string_view name, T fallback) const {
     if (auto v = find(name)) return v->template as<T>();
     return fallback;
   }
 
+  /// @returns how many pairs.
   [[nodiscard]] std::size_t size() const noexcept { return items_.size(); }
+  /// @returns whether there are none.
   [[nodiscard]] bool empty() const noexcept { return items_.empty(); }
+  /// @returns the pairs (kwargs::item), in order of insertion.
   [[nodiscard]] auto begin() const noexcept { return items_.begin(); }
+  /// @returns the end of the pairs.
   [[nodiscard]] auto end() const noexcept { return items_.end(); }
 
+  /// Equal when both hold the same names with equal values, in any order.
+  // NOLINTNEXTLINE(bugprone-exception-escape): find() only copies values, which never throws.
   friend bool operator==(const kwargs& a, const kwargs& b) noexcept {
     if (a.size() != b.size()) return false;
     for (const auto& i : a.items_) {
@@ -201,6 +276,7 @@ class kwargs {
   std::vector<item> items_;
 };
 
+/// @cond internals
 namespace detail {
 
 template <class T>
@@ -234,6 +310,7 @@ void convert_to(const msgpack::object& o, T& out, std::string_view context) {
 }
 
 }  // namespace detail
+/// @endcond
 
 template <class T>
 T value::as() const {

@@ -33,26 +33,42 @@ enum class errc {
 /// The category of `patio::errc`; its name is "patio".
 const std::error_category& error_category() noexcept;
 
+/// Makes `errc` usable as a std::error_code (found by argument-dependent
+/// lookup; std::is_error_code_enum<patio::errc> is true).
+/// @param e the code.
+/// @returns `e` in patio's error_category().
 inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
 
 /// Base of every exception patio throws. `what()` is the plain message;
 /// `code()` says which `patio::errc` it is.
+///
+/// Each subclass below but remote_error has one constructor,
+/// `explicit X(const std::string& message, errc code = <its errc>)`; the
+/// code can be given where one type covers several (registry_error:
+/// duplicate_name, registry_locked, name_required; executor_refused_error:
+/// executor_refused, queue_full, shut_down).
 class error : public std::runtime_error {
  public:
+  /// @param code    which failure.
+  /// @param message what() returns.
   error(errc code, const std::string& message) : std::runtime_error(message), code_(code) {}
 
+  /// @returns value() as a std::error_code of error_category().
   [[nodiscard]] std::error_code code() const noexcept { return make_error_code(code_); }
+  /// @returns which patio::errc this is.
   [[nodiscard]] errc value() const noexcept { return code_; }
 
  private:
   errc code_;
 };
 
+/// @cond internals
 #define PATIO_DETAIL_DEFINE_ERROR(name, ...)                                                           \
   class name : public error {                                                                          \
    public:                                                                                             \
     explicit name(const std::string& message, errc code = errc::__VA_ARGS__) : error(code, message) {} \
   }
+/// @endcond
 
 /// The call's deadline passed (the task, where it can be, was cancelled).
 PATIO_DETAIL_DEFINE_ERROR(timeout_error, timeout);
@@ -83,12 +99,15 @@ PATIO_DETAIL_DEFINE_ERROR(worker_crashed_error, worker_crashed);
 #undef PATIO_DETAIL_DEFINE_ERROR
 
 /// A task threw. `type_name()` is the exception's type as the executing side
-/// saw it (e.g. "std::runtime_error"); `message()` is its `what()`.
+/// saw it (e.g. "std::runtime_error"); `what()` is the task's `what()`.
 class remote_error : public error {
  public:
+  /// @param type_name the task exception's type, as the executing side saw it.
+  /// @param message   the task exception's `what()`.
   remote_error(std::string type_name, const std::string& message)
       : error(errc::remote_error, message), type_name_(std::move(type_name)) {}
 
+  /// @returns the task exception's type name, e.g. "std::runtime_error".
   [[nodiscard]] const std::string& type_name() const noexcept { return type_name_; }
 
  private:
@@ -97,7 +116,11 @@ class remote_error : public error {
 
 /// Throws the exception type that belongs to `code`. Brokers use it to turn an
 /// error that crossed a boundary back into the type the caller can catch.
-[[noreturn]] void throw_error(errc code, std::string message, std::string type_name = {});
+/// @param code      which exception: its type and code().
+/// @param message   its what().
+/// @param type_name for errc::remote_error, the remote exception's type name.
+/// @throws patio::error the subclass that belongs to `code`, always.
+[[noreturn]] void throw_error(errc code, const std::string& message, std::string type_name = {});
 
 }  // namespace patio
 

@@ -7,6 +7,10 @@
 
 #include <algorithm>
 
+/// @file
+/// fmt support for patio::value: `fmt::print("{}", v)` prints v.to_string().
+
+/// @cond internals
 /// Formats a patio::value as its to_string(): `fmt::print("{}", v)`.
 /// Inside ranges too: `[6, 6, 6]`, not quoted.
 template <>
@@ -19,3 +23,4 @@ struct fmt::formatter<patio::value> {
     return std::copy(text.begin(), text.end(), ctx.out());
   }
 };
+/// @endcond

@@ -17,6 +17,7 @@
 
 namespace patio {
 
+/// @cond internals
 namespace detail {
 
 /// A plain function type, as `F` in `F* fn`.
@@ -324,23 +325,35 @@ std::shared_ptr<const function_base> make_function(F f) {
 }
 
 }  // namespace detail
+/// @endcond
 
 /// A registered function, as the registry hands it out.
+///
+/// Copies are cheap and share the callable, which lives as long as the last
+/// copy (a running task holds one).
 class function {
  public:
+  /// Wraps a type-erased callable; registry::add() makes them.
+  /// @param impl the callable, not null.
   explicit function(std::shared_ptr<const detail::function_base> impl) noexcept : impl_(std::move(impl)) {}
 
-  /// E.g. "(int64, str) -> float64" in the codec's type vocabulary.
+  /// The parameter and result types.
+  /// @returns e.g. "(int64, str) -> float64" in the codec's type vocabulary.
   [[nodiscard]] std::string signature() const { return impl_->signature(); }
 
-  /// True for functions returning asio::awaitable<T>.
+  /// @returns true for functions returning asio::awaitable<T>.
   [[nodiscard]] bool is_coroutine() const noexcept { return impl_->is_coroutine(); }
 
-  /// How many positional arguments a call needs at least and at most
-  /// (SIZE_MAX for a varargs function).
+  /// How many positional arguments a call needs at least.
+  /// @returns the positional parameters but varargs and the trailing
+  /// std::optional ones (which an absent argument leaves empty).
   [[nodiscard]] std::size_t min_args() const noexcept { return impl_->min_args(); }
+  /// How many positional arguments a call takes at most.
+  /// @returns the count, or SIZE_MAX for a varargs function.
   [[nodiscard]] std::size_t max_args() const noexcept { return impl_->max_args(); }
 
+  /// The type-erased callable, for executors and brokers.
+  /// @returns the shared callable.
   [[nodiscard]] const std::shared_ptr<const detail::function_base>& impl() const noexcept { return impl_; }
 
  private:

@@ -24,19 +24,37 @@ namespace patio {
 /// exception out of io_context::run(), instead of dropping it as
 /// asio::detached does.
 struct rethrow_t {
+  /// The completion of an `awaitable<void>`.
+  /// @param e the coroutine's exception, if any.
+  /// @throws what `e` holds.
   void operator()(std::exception_ptr e) const {
     if (e) std::rethrow_exception(e);
   }
+  /// The completion of an `awaitable<T>`; the result is dropped.
+  /// @param e the coroutine's exception, if any.
+  /// @throws what `e` holds.
   template <class T>
   void operator()(std::exception_ptr e, T&&) const {
     if (e) std::rethrow_exception(e);
   }
 };
+/// `asio::co_spawn(io, amain(), patio::rethrow)`.
 inline constexpr rethrow_t rethrow{};
 
 /// Runs every awaitable concurrently on the current executor, like Python's
 /// asyncio.gather, and returns their results in order. If any throws, the
 /// first exception (in order of the tasks) is rethrown after all are done.
+/// @param tasks the awaitables; each is spawned once.
+/// @returns their results, in the order of `tasks`.
+/// @throws the first exception of the tasks, in their order.
+/// @par Cancellation
+/// Not supported: a cancellation of the awaiting coroutine reaches neither
+/// gather nor the spawned tasks, and gather completes when all are done.
+/// Give the calls a timeout (call_options) to bound them.
+/// @par Object lifetimes
+/// The tasks own their state (the calls copy their arguments); what the
+/// tasks refer to (a broker, an executor) must outlive them, even if the
+/// awaiting coroutine is destroyed first.
 template <class T>
 asio::awaitable<std::vector<T>> gather(std::vector<asio::awaitable<T>> tasks) {
   struct state {

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-/// @file The one place the library's log lines go.
+/// @file
+/// The one place the library's log lines go.
 ///
 /// patio-cpp never writes to stderr or an iostream itself: every line goes
 /// through one process-wide sink, which by default formats it with fmt to
 /// stderr. Plug in your own (spdlog, syslog, a test's capture) with
 /// set_log_sink(), and choose how much you see with set_log_level().
-/// docs/guide.md#logging lists what is logged at which level.
+/// The Logging section of docs/guide.md lists what is logged at which level.
 
 #include <fmt/format.h>
 
@@ -30,7 +31,9 @@ namespace patio {
 /// - off: as a threshold, nothing is logged.
 enum class log_level { debug, info, warning, error, off };
 
-/// The name of `level` ("debug", "info", "warning", "error", "off").
+/// The name of a level.
+/// @param level a level.
+/// @returns "debug", "info", "warning", "error" or "off".
 std::string_view to_string(log_level level) noexcept;
 
 /// One log line: who wrote it (e.g. "tcp", "process_pool") and what.
@@ -38,9 +41,9 @@ std::string_view to_string(log_level level) noexcept;
 /// The views are valid only during the sink's call: a sink that keeps a
 /// line copies it.
 struct log_record {
-  log_level level;
-  std::string_view component;
-  std::string_view message;
+  log_level level;             ///< how much the line matters
+  std::string_view component;  ///< the part of the library that wrote it
+  std::string_view message;    ///< the text, without a trailing newline
 };
 
 /// Receives every log line at or above the threshold, from any thread (the
@@ -54,17 +57,21 @@ using log_sink = std::function<void(const log_record&)>;
 ///
 /// Thread-safe: a line being written meanwhile finishes on the old sink, and
 /// once this returns, no call to the old sink is under way or will start.
+/// @param sink the new sink, or an empty one for the default.
 /// @throws nothing but what moving `sink` throws.
 void set_log_sink(log_sink sink);
 
 /// Sets the threshold: lines below `level` are dropped before they are
 /// formatted, so a disabled line costs one atomic load. `off` drops all.
 /// Thread-safe.
+/// @param level the lowest level written.
 void set_log_level(log_level level) noexcept;
 
-/// The current threshold (info unless set_log_level() changed it).
+/// The current threshold.
+/// @returns info unless set_log_level() changed it.
 [[nodiscard]] log_level get_log_level() noexcept;
 
+/// @cond internals
 namespace detail {
 
 /// Whether a line at `level` would be written now.
@@ -94,5 +101,6 @@ void log(log_level level, std::string_view component, fmt::format_string<Args...
 constexpr bool worth_logging(std::size_t n) noexcept { return n == 1 || n % 10 == 0; }
 
 }  // namespace detail
+/// @endcond
 
 }  // namespace patio

@@ -11,9 +11,14 @@ namespace patio {
 /// may be empty, still lets calls name functions by the function itself.
 class null_executor final : public executor {
  public:
+  /// @param r the registry calls resolve names and functions in; may be
+  ///          empty; must outlive the executor.
   explicit null_executor(patio::registry& r) : executor(r, executor_options{.max_workers = 0}) {}
 
+  /// Does nothing: there is nothing to stop.
   void shutdown() override {}
+
+  /// @returns false: network brokers offer none of the registry's functions.
   [[nodiscard]] bool runs_tasks() const noexcept override { return false; }
 
  private:

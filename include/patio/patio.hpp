@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-/// @file Everything patio-cpp offers, and the Asio pieces its examples use.
+/// @file
+/// Everything patio-cpp offers, and the Asio pieces its examples use.
 
 #include <patio/async_executor.hpp>
 #include <patio/call_options.hpp>

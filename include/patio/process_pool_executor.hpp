@@ -12,9 +12,11 @@
 
 namespace patio {
 
+/// @cond internals
 namespace detail {
 class process_pool;
 }
+/// @endcond
 
 /// Options of a process_pool_executor. The defaults are patio's where patio
 /// has one.
@@ -57,11 +59,25 @@ struct process_pool_options {
 ///
 /// Arguments and results cross the process boundary through the codec.
 /// Workers exit by themselves when the parent dies, even by SIGKILL.
+// NOLINTNEXTLINE(cppcoreguidelines-special-member-functions): executor already deletes copying and moving.
 class process_pool_executor final : public executor {
  public:
+  /// A pool of `max_workers` processes running this program, started at once.
+  /// @param r           the functions it runs; the workers must register the
+  ///                    same ones; must outlive the executor.
+  /// @param max_workers how many worker processes.
+  /// @throws patio::executor_refused_error if this process is itself a worker
+  /// that did not call serve_as_worker() first.
   explicit process_pool_executor(patio::registry& r, std::size_t max_workers = 4)
       : process_pool_executor(r, process_pool_options{.max_workers = max_workers}) {}
+
+  /// A pool with explicit options, started at once.
+  /// @param r       the functions it runs; must outlive the executor.
+  /// @param options workers, queue bound, program, limits (process_pool_options).
+  /// @throws patio::executor_refused_error as the other constructor.
   process_pool_executor(patio::registry& r, process_pool_options options);
+
+  /// Shuts the pool down (see shutdown()): no worker outlives it.
   ~process_pool_executor() override;
 
   /// Starts the worker processes. Idempotent; the constructors call it.
@@ -72,7 +88,8 @@ class process_pool_executor final : public executor {
   /// errc::shut_down) and reaps it. Idempotent; returns when no child is left.
   void shutdown() override;
 
-  /// Process ids of the live workers (for monitoring and tests).
+  /// The live workers, for monitoring and tests.
+  /// @returns their process ids.
   [[nodiscard]] std::vector<int> worker_pids() const;
 
  private:
@@ -95,6 +112,8 @@ class process_pool_executor final : public executor {
 ///   ...
 /// }
 /// @endcode
+/// @param r the functions to serve: the same as the parent's registry.
+/// @returns true after serving as a worker; false in a process that is not one.
 bool serve_as_worker(registry& r);
 
 }  // namespace patio

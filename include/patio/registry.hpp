@@ -29,6 +29,7 @@ struct registry_options {
   bool strict = false;
 };
 
+/// @cond internals
 namespace detail {
 /// The registry's text for a compiler-made qualified name: "::" becomes ".",
 /// anonymous namespaces are spelt alike by both compilers.
@@ -37,6 +38,7 @@ std::string normalize_name(std::string_view qualified);
 std::string signature_hash(std::string_view text);
 using identity = void (*)();
 }  // namespace detail
+/// @endcond
 
 /// A map from names to type-erased callables: what an executor may run and
 /// what a caller may name.
@@ -47,14 +49,20 @@ using identity = void (*)();
 ///
 /// @par Object lifetimes
 /// The registry must outlive the executors and brokers that use it.
+// NOLINTNEXTLINE(cppcoreguidelines-special-member-functions): only copying is deleted; moving is meant to be absent.
 class registry {
   using map_type = std::map<std::string, function, std::less<>>;
 
  public:
+  /// Iterates over (name, function) pairs in name order.
   using const_iterator = map_type::const_iterator;
+  /// `std::pair<const std::string, patio::function>`.
   using value_type = map_type::value_type;
 
+  /// An empty registry with the default options.
   registry() = default;
+  /// An empty registry.
+  /// @param options naming rules (registry_options).
   explicit registry(registry_options options) : options_(std::move(options)) {}
 
   registry(const registry&) = delete;
@@ -62,16 +70,20 @@ class registry {
 
   /// Registers `f` under `name`: a function, function pointer, lambda or
   /// function object; synchronous or returning asio::awaitable<T>.
-  /// @returns the name.
+  /// @param name the name callers use; not empty.
+  /// @param f    the callable, copied or moved into the registry.
+  /// @returns the name, stored in the registry.
   /// @throws patio::registry_error if the name is taken, empty, or the
   /// registry is locked.
   template <class F>
+  // NOLINTNEXTLINE(performance-unnecessary-value-param): name is moved into insert(); clang-tidy 14 misses it here.
   const std::string& add(std::string name, F&& f) {
     return insert(std::move(name), detail::make_function(decay(std::forward<F>(f))), identity_of(f));
   }
 
   /// Registers the function `F` under its automatic name, derived at compile
   /// time from its qualified name: `project.ns.function`.
+  /// @returns the name, stored in the registry.
   /// @throws patio::registry_error as add(name, f), and if auto naming is off.
   template <auto F>
   const std::string& add() {
@@ -80,6 +92,9 @@ class registry {
 
   /// Registers a named function object under an automatic name derived from
   /// its type. Plain functions go through add<&f>(); lambdas need a name.
+  /// @param f the function object, copied or moved into the registry.
+  /// @returns the name, stored in the registry.
+  /// @throws patio::registry_error as add(name, f), and if auto naming is off.
   template <detail::class_type F>
   const std::string& add(F&& f) {
     static_assert(!detail::is_lambda<std::remove_cvref_t<F>>(),
@@ -88,6 +103,7 @@ class registry {
   }
 
   /// The automatic name the function `F` gets in this registry.
+  /// @returns e.g. "shop.pricing.quote".
   /// @throws patio::registry_error if auto naming is off.
   template <auto F>
   [[nodiscard]] std::string auto_name() const {
@@ -99,6 +115,10 @@ class registry {
   /// Map-like registration: `rpc["mul"] = mul;`
   class slot {
    public:
+    /// Registers `f` under the slot's name, as registry::add(name, f).
+    /// @param f the callable.
+    /// @returns *this.
+    /// @throws patio::registry_error as registry::add().
     template <class F>
     slot& operator=(F&& f) {
       registry_.add(std::move(name_), std::forward<F>(f));
@@ -111,35 +131,58 @@ class registry {
     registry& registry_;
     std::string name_;
   };
+  /// `rpc["mul"] = mul;` registers mul as "mul".
+  /// @param name the name the assignment registers under.
+  /// @returns a slot to assign a callable to; it refers to this registry.
   slot operator[](std::string name) { return {*this, std::move(name)}; }
 
+  /// Whether a function is registered as `name`.
+  /// @param name a name.
+  /// @returns true if find(name) finds it.
   [[nodiscard]] bool contains(std::string_view name) const { return map_.find(name) != map_.end(); }
+  /// @returns how many functions are registered.
   [[nodiscard]] std::size_t size() const noexcept { return map_.size(); }
+  /// @returns whether none is.
   [[nodiscard]] bool empty() const noexcept { return map_.empty(); }
+  /// @returns the first (name, function) pair, in name order.
   [[nodiscard]] const_iterator begin() const noexcept { return map_.begin(); }
+  /// @returns the end of the pairs.
   [[nodiscard]] const_iterator end() const noexcept { return map_.end(); }
 
-  /// The function named `name`, or nullptr.
+  /// The non-throwing look-up.
+  /// @param name a name.
+  /// @returns the function named `name`, or nullptr; valid while it stays
+  /// registered.
   [[nodiscard]] const function* find(std::string_view name) const;
 
-  /// The function named `name`.
-  /// @throws patio::unknown_function_error
+  /// The throwing look-up.
+  /// @param name a name.
+  /// @returns the function named `name`; valid while it stays registered.
+  /// @throws patio::unknown_function_error if there is none.
   [[nodiscard]] const function& at(std::string_view name) const;
 
-  /// Every registered name, in order.
+  /// Every registered name.
+  /// @returns the names, in name order.
   [[nodiscard]] std::vector<std::string> names() const;
 
-  /// Removes `name`. @returns whether it was there.
+  /// Removes `name`.
+  /// @param name a name.
+  /// @returns whether it was there.
   /// @throws patio::registry_error if the registry is locked.
   bool erase(std::string_view name);
 
   /// The names `fn` is registered under, in order of registration.
+  /// @param fn a function.
+  /// @returns its names; empty if it is not registered (or was registered
+  /// as a function object).
   template <class R, class... P>
   [[nodiscard]] std::vector<std::string> names_of(R (*fn)(P...)) const {
     return names_of_identity(reinterpret_cast<detail::identity>(fn));
   }
 
   /// The first name `fn` was registered under.
+  /// @param fn a function.
+  /// @returns the name, stored in the registry.
   /// @throws patio::unknown_function_error if it is not registered.
   template <class R, class... P>
   [[nodiscard]] const std::string& name_of(R (*fn)(P...)) const {
@@ -149,9 +192,12 @@ class registry {
   /// Makes the registry immutable; brokers do this when they start.
   /// Idempotent.
   void lock() noexcept { locked_.store(true, std::memory_order_release); }
+  /// @returns whether lock() was called: add() and erase() then throw.
   [[nodiscard]] bool locked() const noexcept { return locked_.load(std::memory_order_acquire); }
 
+  /// @returns the options it was made with.
   [[nodiscard]] const registry_options& options() const noexcept { return options_; }
+  /// @returns the prefix of automatic names: `options().project`.
   [[nodiscard]] const std::string& project() const noexcept { return options_.project; }
 
  private:

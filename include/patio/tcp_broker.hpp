@@ -20,6 +20,7 @@ namespace patio {
 
 class tcp_broker_base;
 
+/// @cond internals
 namespace detail {
 class tcp_core;
 
@@ -27,6 +28,7 @@ class tcp_core;
 /// on are numbered from `serial` + 1 (so a test can cross the wrap).
 void set_last_serial(tcp_broker_base& broker, std::uint32_t serial);
 }  // namespace detail
+/// @endcond
 
 /// patio's default port.
 inline constexpr std::uint16_t default_port = 15383;
@@ -37,7 +39,7 @@ struct tls_options {
   /// Server: its certificate chain and key (required). Client: its own, for
   /// mutual TLS (optional).
   std::string certificate_chain_file{};
-  std::string private_key_file{};
+  std::string private_key_file{};  ///< the key of certificate_chain_file
 
   /// The CA that signed the peer: a client verifies the server against it
   /// (empty: the system's default CAs); a server that requires client
@@ -86,7 +88,7 @@ struct tcp_options {
   /// each failed attempt up to max_reconnect_delay, and starts over after a
   /// connection that authenticated.
   std::chrono::milliseconds reconnect_delay{1'000};
-  std::chrono::milliseconds max_reconnect_delay{30'000};
+  std::chrono::milliseconds max_reconnect_delay{30'000};  ///< the longest delay between attempts
 
   /// TLS on every connection when set; plain TCP otherwise. The shared key
   /// is checked inside TLS as well.
@@ -103,28 +105,59 @@ class tcp_broker_base {
   /// with connection_error, later calls with closed_error), stops
   /// reconnecting, shuts the executor down as patio does, wakes join().
   /// Idempotent.
+  /// @returns an awaitable that completes once closed.
+  /// @par Cancellation
+  /// Not meant to be cancelled: await it to its end.
+  /// @par Object lifetimes
+  /// The broker must outlive the awaitable.
   asio::awaitable<void> close();
 
-  /// Completes when the broker is closed.
+  /// Completes when the broker is closed: "serve until stopped".
+  /// @returns an awaitable that completes on close().
+  /// @par Cancellation
+  /// Cancelling the awaiting coroutine ends the wait with operation_aborted.
+  /// @par Object lifetimes
+  /// The broker must outlive the awaitable.
   asio::awaitable<void> join();
 
-  /// Authenticated connections whose functions are known.
+  /// @returns how many authenticated connections whose functions are known
+  /// there are now.
   [[nodiscard]] std::size_t connections() const;
 
+  /// @returns the executor that runs the tasks peers call.
   [[nodiscard]] patio::executor& executor() const noexcept { return executor_; }
+  /// @returns the executor's registry.
   [[nodiscard]] patio::registry& registry() const noexcept { return executor_.registry(); }
 
-  /// Part of the calling interface: sends `inv` round-robin to a live
-  /// connection that offers its function, waiting for one until the call's
-  /// deadline (then no_route_error).
+  /// Part of the calling interface (call() uses it): sends `inv` round-robin
+  /// to a live connection that offers its function, waiting for one until
+  /// the call's deadline (without a timeout, as long as it takes).
+  /// @param inv     the call, named.
+  /// @param options per-call options (call_options).
+  /// @returns an awaitable that completes when the reply arrives.
+  /// @throws patio::closed_error if the broker is closed;
+  /// patio::no_route_error if no peer offered the function by the deadline;
+  /// patio::connection_error if the connection goes away; the task's error.
+  /// @par Cancellation
+  /// As call().
+  /// @par Object lifetimes
+  /// The broker must outlive the awaitable.
   asio::awaitable<void> dispatch(std::shared_ptr<detail::invocation> inv, call_options options);
 
  protected:
+  /// Locks the executor's registry and sets the executor up.
+  /// @param io       where connections run.
+  /// @param executor runs what peers call; must outlive the broker.
+  /// @param options  authentication, limits, reconnection, TLS.
+  /// @param server   whether this is the listening side.
+  /// @throws std::invalid_argument for options that cannot work (TLS server
+  /// without a certificate, max_in_flight 0, max_write_buffer < max_payload).
   tcp_broker_base(asio::any_io_executor io, patio::executor& executor, tcp_options options, bool server);
+  /// Closes without waiting, and shuts the executor down.
   ~tcp_broker_base();
 
-  patio::executor& executor_;
-  std::shared_ptr<detail::tcp_core> core_;
+  patio::executor& executor_;               ///< runs what peers call
+  std::shared_ptr<detail::tcp_core> core_;  ///< connections, shared with their coroutines
 
  private:
   friend void detail::set_last_serial(tcp_broker_base& broker, std::uint32_t serial);
@@ -139,12 +172,21 @@ class tcp_broker_base {
 /// broker closes it.
 class tcp_server_broker : public tcp_broker_base, public detail::calls<tcp_server_broker> {
  public:
-  /// Locks the executor's registry. Connections run on `io`.
+  /// Locks the executor's registry and sets the executor up; listens only
+  /// in listen().
+  /// @param io       where connections run (e.g. io_context::get_executor()).
+  /// @param executor runs what peers call; must outlive the broker.
+  /// @param options  authentication, limits, TLS (tcp_options).
+  /// @throws std::invalid_argument for options that cannot work.
   tcp_server_broker(asio::any_io_executor io, patio::executor& executor, tcp_options options = {});
 
   /// Listens on `address` (IPv4 or IPv6) and `port`; may be called for
-  /// several addresses. @returns the bound port (useful with port 0).
-  /// @throws std::system_error if it cannot bind.
+  /// several addresses.
+  /// @param address an IP address, not a host name ("::" for IPv6).
+  /// @param port    the port; 0 for one the system picks.
+  /// @returns the bound port (useful with port 0).
+  /// @throws std::system_error if `address` is not an IP address or it
+  /// cannot bind.
   std::uint16_t listen(std::string_view address = "0.0.0.0", std::uint16_t port = default_port);
 
   using tcp_broker_base::dispatch;
@@ -153,12 +195,24 @@ class tcp_server_broker : public tcp_broker_base, public detail::calls<tcp_serve
 
 /// Connects to TCP servers (patio's client broker), and keeps reconnecting
 /// each until close().
+///
+/// @par Object lifetimes
+/// The executor (and its registry) must outlive the broker; destroying the
+/// broker closes it.
 class tcp_client_broker : public tcp_broker_base, public detail::calls<tcp_client_broker> {
  public:
+  /// Locks the executor's registry and sets the executor up; connects only
+  /// in connect().
+  /// @param io       where connections run (e.g. io_context::get_executor()).
+  /// @param executor runs what servers call back; must outlive the broker.
+  /// @param options  authentication, limits, reconnection, TLS (tcp_options).
+  /// @throws std::invalid_argument for options that cannot work.
   tcp_client_broker(asio::any_io_executor io, patio::executor& executor, tcp_options options = {});
 
   /// Starts connecting to `host`:`port`, reconnecting after a refused or
   /// dropped connection. Returns at once; calls wait for a route.
+  /// @param host a host name or IP address.
+  /// @param port the server's port.
   void connect(std::string host, std::uint16_t port = default_port);
 
   using tcp_broker_base::dispatch;

@@ -17,8 +17,12 @@
 #include <type_traits>
 #include <utility>
 
+/// @file
+/// call(), the calling interface of every broker and executor.
+
 namespace patio::detail {
 
+/// @cond internals
 /// Whether an argument of type A initialises a parameter of type P without
 /// narrowing: the compile-time check of calls by function.
 template <class P, class A>
@@ -59,9 +63,7 @@ struct params_of {
   static constexpr bool accepts() {
     constexpr bool with_kwargs = kwargs_given<A...>();
     constexpr std::size_t positional = sizeof...(A) - (with_kwargs ? 1 : 0);
-    if constexpr (with_kwargs && !layout::takes_kwargs) {
-      return false;
-    } else if constexpr (positional < layout::required || positional > layout::max) {
+    if constexpr ((with_kwargs && !layout::takes_kwargs) || positional < layout::required || positional > layout::max) {
       return false;
     } else {
       return []<std::size_t... I>(std::index_sequence<I...>) {
@@ -118,6 +120,7 @@ using params_for = typename params_of_tuple<typename callable_traits<F>::params>
 
 template <class F>
 using result_for = std::remove_cvref_t<typename callable_traits<F>::result_type>;
+/// @endcond
 
 /// The calling side shared by executors (`submit`) and brokers (`call`).
 /// Derived provides `registry()` and
@@ -126,6 +129,8 @@ template <class Derived>
 class calls {
  public:
   /// Calls the function registered as `name` with `args`.
+  /// @param name the registered name.
+  /// @param args the arguments; a patio::kwargs last for keyword arguments.
   /// @returns its result converted to R; by default a dynamic patio::value.
   /// @throws patio::error subclasses: no_route_error, bad_arguments_error,
   /// remote_error (the task threw), type_mismatch_error, timeout_error, ...
@@ -134,13 +139,23 @@ class calls {
   /// cancelled where the executor can, and asio::error::operation_aborted
   /// is thrown.
   /// @par Object lifetimes
-  /// The arguments are copied (or moved) before call() returns.
+  /// The arguments are copied (or moved) before call() returns; the broker
+  /// or executor must outlive the returned awaitable.
   template <class R = value, class... Args>
   asio::awaitable<R> call(std::string_view name, Args&&... args) {
     return call<R>(call_options{}, name, std::forward<Args>(args)...);
   }
 
   /// As above, with per-call options such as a timeout.
+  /// @param options per-call options (call_options).
+  /// @param name    the registered name.
+  /// @param args    the arguments; a patio::kwargs last for keyword arguments.
+  /// @returns its result converted to R.
+  /// @throws as above; patio::timeout_error when the timeout passes.
+  /// @par Cancellation
+  /// As above; a timeout cancels the task as call_options::timeout says.
+  /// @par Object lifetimes
+  /// As above.
   template <class R = value, class... Args>
   asio::awaitable<R> call(call_options options, std::string_view name, Args&&... args) {
     auto inv = make_invocation<R>(std::forward<Args>(args)...);
@@ -151,11 +166,31 @@ class calls {
   /// Calls `fn` by the name it is registered under. The result type is
   /// fn's; the arguments are checked against fn's parameters at compile time
   /// and travel as exactly fn's parameter types.
+  /// @param fn   a registered function; called by the first name it was
+  ///             registered under.
+  /// @param args arguments that convert to fn's parameters without narrowing.
+  /// @returns fn's result.
+  /// @throws patio::unknown_function_error if fn is not registered; else as
+  /// call(name, args).
+  /// @par Cancellation
+  /// As call(name, args).
+  /// @par Object lifetimes
+  /// As call(name, args).
   template <function_type F, class... Args>
   asio::awaitable<result_for<F*>> call(F* fn, Args&&... args) {
     return call(call_options{}, fn, std::forward<Args>(args)...);
   }
 
+  /// Calls `fn` by name, with per-call options such as a timeout.
+  /// @param options per-call options (call_options).
+  /// @param fn      a registered function.
+  /// @param args    arguments that convert to fn's parameters.
+  /// @returns fn's result.
+  /// @throws as call(fn, args); patio::timeout_error when the timeout passes.
+  /// @par Cancellation
+  /// As call(name, args).
+  /// @par Object lifetimes
+  /// As call(name, args).
   template <function_type F, class... Args>
   asio::awaitable<result_for<F*>> call(call_options options, F* fn, Args&&... args) {
     using params = params_for<F*>;

@@ -19,6 +19,7 @@ namespace patio::detail {
 /// returning until the posting thread is done with the io_context.
 template <class Executor, class Handler>
 void post_tracked(const Executor& ex, Handler&& handler) {
+  // NOLINTNEXTLINE(readability-static-accessed-through-instance): Asio spells its properties this way.
   const auto work = asio::prefer(ex, asio::execution::outstanding_work.tracked);
   asio::post(ex, std::forward<Handler>(handler));
 }
