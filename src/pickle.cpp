@@ -1192,6 +1192,7 @@ std::string object::repr() const {
   return out;
 }
 
+// NOLINTNEXTLINE(bugprone-exception-escape): compares strings and vectors, which never throw.
 bool operator==(const object& a, const object& b) noexcept { return a.kind_ == b.kind_ && a.data_ == b.data_; }
 
 std::string exception::message() const {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <patio/detail/pickle_msgpack.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -17,7 +18,7 @@ const char* copy(msgpack::zone& zone, const std::string& s) {
   // Never null: msgpack-cxx passes the pointer to memcpy even for size 0.
   if (s.empty()) return "";
   auto* p = static_cast<char*>(zone.allocate_no_align(s.size()));
-  std::memcpy(p, s.data(), s.size());
+  std::copy_n(s.data(), s.size(), p);
   return p;
 }
 

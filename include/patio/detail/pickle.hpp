@@ -74,6 +74,7 @@ class object {
   [[nodiscard]] std::string repr() const;
 
   /// Structural equality; kinds must match (1 != 1.0 != True here).
+  // NOLINTNEXTLINE(bugprone-exception-escape): compares strings and vectors, which never throw.
   friend bool operator==(const object& a, const object& b) noexcept;
 
  private:
