@@ -14,10 +14,18 @@
 #include <asio/write.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace patio::detail::redis {
 
 namespace {
 constexpr std::size_t read_chunk = 64 * 1024;
+// What the reader is fed at a time. hiredis 0.14 moves the unparsed rest of
+// its buffer to the front each time it has consumed 1 KiB, and frees and
+// regrows the buffer once it is empty and large: fed 64 KiB of small
+// replies at once, it copied megabytes per read and churned the allocator.
+// Fed in slices, its buffer stays small.
+constexpr std::size_t feed_slice = 4 * 1024;
 constexpr std::size_t keep_write_capacity = 1024 * 1024;
 
 std::error_code lost() { return make_error_code(errc::connection_lost); }
@@ -256,21 +264,24 @@ asio::awaitable<void> connection::read_loop() {
         log(log_level::info, "redis", "{}: connection lost: {}", label_, ec.message());
       break;
     }
-    if (redisReaderFeed(reader_, buffer.data(), n) != REDIS_OK) {
-      log(log_level::warning, "redis", "{}: unreadable reply; closing", label_);
-      break;
-    }
     bool broken = false;
-    for (;;) {
-      void* raw = nullptr;
-      if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
-        log(log_level::warning, "redis", "{}: malformed reply ({}); closing", label_, reader_->errstr);
+    for (std::size_t at = 0; at < n && !broken && !closed_; at += feed_slice) {
+      if (redisReaderFeed(reader_, buffer.data() + at, std::min(feed_slice, n - at)) != REDIS_OK) {
+        log(log_level::warning, "redis", "{}: unreadable reply; closing", label_);
         broken = true;
         break;
       }
-      if (!raw) break;
-      deliver(reply_ptr(static_cast<redisReply*>(raw)));
-      if (closed_) break;
+      for (;;) {
+        void* raw = nullptr;
+        if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
+          log(log_level::warning, "redis", "{}: malformed reply ({}); closing", label_, reader_->errstr);
+          broken = true;
+          break;
+        }
+        if (!raw) break;
+        deliver(reply_ptr(static_cast<redisReply*>(raw)));
+        if (closed_) break;
+      }
     }
     if (broken || closed_) break;
   }
