@@ -17,6 +17,7 @@
 #include <asio/detached.hpp>
 #include <asio/dispatch.hpp>
 #include <asio/io_context.hpp>
+#include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
@@ -42,6 +43,10 @@ namespace {
 using namespace std::chrono_literals;
 using clock = std::chrono::steady_clock;
 using redis::reply_ptr;
+
+/// How long acknowledgements and trimming wait for a call or an answer to
+/// carry them (no write of their own under load); they go then anyway.
+constexpr auto housekeeping_delay = 2ms;
 
 asio::any_io_executor make_strand_for(const asio::any_io_executor& io) {
   if (const auto* ctx = io.target<asio::io_context::executor_type>()) return asio::make_strand(*ctx);
@@ -419,20 +424,26 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
     char id_text[24];
     redis::append_command(cmd, {"XADD", state.stream, "*", redis::field::call, state.payload, redis::field::reply_to,
                                 reply_key_, redis::field::call_id, redis::decimal(call_id, id_text)});
-    s->commands->send(cmd, 1, [self = shared_from_this(), call_id](std::error_code ec, std::span<reply_ptr> r) {
-      const auto it = self->calls_.find(call_id);
-      if (it == self->calls_.end() || ec) return;  // abandoned, or sent again after reconnecting
-      if (redis::is_error(r[0].get())) {
-        auto inv = std::move(it->second.inv);
-        self->calls_.erase(it);
-        auto error = std::make_exception_ptr(
-            connection_error(fmt::format("{}: Redis refused the call: {}", inv->name, redis::text(r[0].get()))));
-        invocation::fail(std::move(inv), std::move(error));
-        return;
-      }
-      it->second.entry_id = std::string(redis::text(r[0].get()));
-      it->second.in_redis = true;
-    });
+    const auto at = cmd.size();
+    const auto extra = take_housekeeping(cmd);  // in the same write
+    auto along = extra > 0 ? cmd.substr(at) : std::string();
+    s->commands->send(cmd, 1 + extra,
+                      [self = shared_from_this(), call_id, along = std::move(along), extra](std::error_code ec,
+                                                                                            std::span<reply_ptr> r) {
+                        if (ec && extra > 0) self->submit(self->session_, along, extra);  // again after reconnecting
+                        const auto it = self->calls_.find(call_id);
+                        if (it == self->calls_.end() || ec) return;  // abandoned, or sent again after reconnecting
+                        if (redis::is_error(r[0].get())) {
+                          auto inv = std::move(it->second.inv);
+                          self->calls_.erase(it);
+                          auto error = std::make_exception_ptr(connection_error(
+                              fmt::format("{}: Redis refused the call: {}", inv->name, redis::text(r[0].get()))));
+                          invocation::fail(std::move(inv), std::move(error));
+                          return;
+                        }
+                        it->second.entry_id = std::string(redis::text(r[0].get()));
+                        it->second.in_redis = true;
+                      });
   }
 
   /// After reconnecting: calls Redis never took, or took and lost (it
@@ -489,15 +500,14 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
         }
       }
       // What was read goes: every entry up to the last one read (IDs only
-      // grow), in one XTRIM MINID, cheaper for Redis than XDEL of each ID.
+      // grow), in one XTRIM MINID, cheaper for Redis than XDEL of each ID,
+      // and sent with the next call (or after housekeeping_delay).
       const auto last = redis::parse_entry_id(self->last_reply_);
-      if (read && last && !s->over) {
+      if (read && last) {
         const auto above =
             last->seq == UINT64_MAX ? redis::entry_id{last->ms + 1, 0} : redis::entry_id{last->ms, last->seq + 1};
-        const auto min_id = fmt::format("{}-{}", above.ms, above.seq);
-        std::string trim;
-        redis::append_command(trim, {"XTRIM", self->reply_key_, "MINID", min_id});
-        s->commands->send(trim, 1);
+        self->trim_below_ = fmt::format("{}-{}", above.ms, above.seq);
+        self->housekeeping_later();
       }
     }
   }
@@ -705,11 +715,12 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
   /// Answers an entry and acknowledges it, never the other way round: a
   /// worker that dies in between leaves the entry pending, and it runs again
   /// rather than its answer being lost. The answer goes at once (answers of
-  /// one turn of the event loop share a write); the acknowledgements follow
-  /// once Redis has taken the answers, batched (send_acks).
+  /// one turn of the event loop share a write); its acknowledgement waits
+  /// until Redis has taken it, then goes with the next answer or call, or
+  /// after housekeeping_delay if none come: no write of its own per call.
   void finish(const std::shared_ptr<session>& s, const std::string& stream, const std::string& entry_id,
               const reply_address& reply, std::exception_ptr error, encoded_invocation* inv) {
-    answer a{stream, entry_id, reply, error != nullptr, {}};
+    answer a{stream, entry_id, reply, error != nullptr, {}, {}, 0};
     if (error)
       messages::append_error_payload(a.value, record_of(error));
     else
@@ -720,7 +731,11 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
     }
     std::string cmd;
     append_answer(cmd, a, false);
-    s->commands->send(cmd, 1,
+    const auto at = cmd.size();
+    const auto extra = take_housekeeping(cmd);  // earlier answers' acknowledgements: in the same write
+    a.along = cmd.substr(at);
+    a.along_count = extra;
+    s->commands->send(cmd, 1 + extra,
                       [self = shared_from_this(), a = std::move(a)](std::error_code ec, std::span<reply_ptr> replies) {
                         self->answered(a, ec, replies);
                       });
@@ -733,6 +748,8 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
     reply_address reply;
     bool error = false;
     std::string value;  // a RESPONSE or ERROR payload
+    std::string along;  // housekeeping sent with it
+    std::size_t along_count = 0;
   };
 
   /// XADD of an answer to its reply stream. NOMKSTREAM: the reply stream
@@ -765,10 +782,13 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
 
   /// Redis's reply to an answer's XADD.
   void answered(const answer& a, std::error_code ec, std::span<reply_ptr> replies) {
+    for (std::size_t i = 1; i < replies.size(); ++i)  // housekeeping that went along
+      if (redis::is_error(replies[i].get())) log(log_level::warning, "redis", "{}", redis::text(replies[i].get()));
     if (ec) {
       // Lost with the connection, or not: it goes whole after reconnecting
-      // (a second answer is dropped by its caller).
+      // (a second answer is dropped by its caller), with what went along.
       submit(session_, full_answer(a), 4);
+      if (a.along_count > 0) submit(session_, a.along, a.along_count);
       return;
     }
     const auto* r = replies[0].get();
@@ -780,20 +800,38 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
     // acknowledged all the same, since running the task again would not help.
     if (redis::is_error(r))
       log(log_level::warning, "redis", "answering {} {}: {}", a.stream, a.entry_id, redis::text(r));
-    auto& ids = acks_[a.stream];
-    ids.push_back(a.entry_id);
-    if (!acks_posted_) {
-      acks_posted_ = true;
-      asio::post(strand_, [self = shared_from_this()] { self->send_acks(); });
-    }
+    acks_[a.stream].push_back(a.entry_id);
+    housekeeping_later();
   }
 
-  /// Acknowledges and deletes the entries answered this turn: one XACK and
-  /// one XDEL per stream.
-  void send_acks() {
-    acks_posted_ = false;
+  /// Makes sure what housekeeping waits goes out within housekeeping_delay,
+  /// if no call or answer takes it along before.
+  void housekeeping_later() {
+    if (housekeeping_armed_) return;
+    housekeeping_armed_ = true;
+    housekeeping_timer_.expires_after(housekeeping_delay);
+    housekeeping_timer_.async_wait([self = shared_from_this()](std::error_code waited) {
+      self->housekeeping_armed_ = false;
+      if (!waited) self->send_housekeeping();
+    });
+  }
+
+  void send_housekeeping() {
     std::string cmds;
+    if (const auto count = take_housekeeping(cmds)) submit(session_, cmds, count);
+  }
+
+  /// Appends the housekeeping that waits to `cmds`: the acknowledgement and
+  /// deletion of the entries answered so far (one XACK and one XDEL per
+  /// stream), and the trimming of what the caller read from its reply
+  /// stream. @returns how many commands.
+  std::size_t take_housekeeping(std::string& cmds) {
     std::size_t count = 0;
+    if (!trim_below_.empty()) {
+      redis::append_command(cmds, {"XTRIM", reply_key_, "MINID", trim_below_});
+      trim_below_.clear();
+      ++count;
+    }
     for (const auto& [stream, ids] : acks_) {
       std::vector<std::string_view> args{"XACK", stream, redis::group};
       args.insert(args.end(), ids.begin(), ids.end());
@@ -804,7 +842,7 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
       count += 2;
     }
     acks_.clear();
-    if (count > 0) submit(session_, cmds, count);
+    return count;
   }
 
   /// Sends commands now, or when Redis is back.
@@ -857,6 +895,7 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
     if (auto s = session_; s && serving_) {
       // Withdraw the advertisement, so callers fail fast instead of queueing
       // for a worker that is gone. Bounded: Redis may be the reason to close.
+      send_housekeeping();  // what was answered is done: no other worker must run it again
       std::string cmds;
       for (const auto& f : functions_) redis::append_command(cmds, {"ZREM", keys_.route(f), id_});
       asio::steady_timer limit(strand_, 1s);
@@ -877,6 +916,7 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
     closed_ = true;
     if (session_) end(session_);
     if (reconnect_timer_) reconnect_timer_->cancel();
+    housekeeping_timer_.cancel();
     if (gate_) gate_->cancel();
     for (auto& [key, r] : running_) r->cancel.emit(asio::cancellation_type::terminal);
     auto calls = std::move(calls_);
@@ -917,6 +957,7 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
   };
   std::unordered_map<std::string, std::shared_ptr<route_check>> route_checks_;  // ZCOUNTs on their way
   std::string last_reply_ = "0-0";
+  std::string trim_below_;  // XTRIM MINID of the reply stream, waiting
 
   // Worker.
   bool serving_ = false;
@@ -924,8 +965,9 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
   std::vector<std::string> streams_;
   std::unordered_map<std::string, std::shared_ptr<running>> running_;
   asio::steady_timer* gate_ = nullptr;
-  std::unordered_map<std::string, std::vector<std::string>> acks_;  // answered, for send_acks()
-  bool acks_posted_ = false;
+  std::unordered_map<std::string, std::vector<std::string>> acks_;  // answered, not yet acknowledged
+  asio::steady_timer housekeeping_timer_{strand_};
+  bool housekeeping_armed_ = false;
   std::string outbox_;  // replies and acknowledgements made while Redis was away
   std::size_t outbox_count_ = 0;
 };

@@ -7,6 +7,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>
 #include <asio/detached.hpp>
+#include <asio/dispatch.hpp>
 #include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
@@ -209,9 +210,11 @@ void connection::send(std::string_view commands, std::size_t count, reply_handle
   pending_.push_back({count, std::move(done), {}});
   waiting_ += count;
   if (!writing_now_) {
+    // At once: a lone command (a call, an answer) loses no turn of the event
+    // loop. Commands queued while this write is on its way go out together
+    // in the next one.
     writing_now_ = true;
-    // Posted, so commands queued in the same turn go out in one write.
-    asio::post(strand_, [self = shared_from_this()] { self->flush(); });
+    flush();
   }
 }
 
@@ -226,7 +229,10 @@ asio::awaitable<std::vector<reply_ptr>> connection::exec(std::string commands, s
           std::vector<reply_ptr> out(std::make_move_iterator(r.begin()), std::make_move_iterator(r.end()));
           auto h = std::move(*shared);
           auto ex = asio::get_associated_executor(h);
-          asio::post(
+          // Dispatched: a coroutine of the strand the replies are read on
+          // (the broker's loops) resumes at once, without a turn of the
+          // event loop (and its epoll_wait) per reply.
+          asio::dispatch(
               ex, [h = std::move(h), error, out = std::move(out)]() mutable { std::move(h)(error, std::move(out)); });
         });
       },
