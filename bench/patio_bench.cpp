@@ -22,6 +22,14 @@
 //                       server), 64 calls in flight on each
 //   tcp_bytes           echo(patio::bytes) of 64 KiB: sequential, and
 //                       pipelined with 64 in flight
+//   redis               a burst of 2,000 mul(1, 2, 3) calls at once through a
+//                       redis_broker to 4 workers, and to 1, beside a bare
+//                       hiredis program doing the same XADDs and reads
+//   redis_sequential    one call at a time to 1 worker, beside the bare loop
+//
+// The Redis cases start a redis-server of their own (PATIO_REDIS_SERVER, or
+// found in /usr/bin and the like); without it, or with patio built with
+// PATIO_WITH_REDIS=OFF, they are skipped with a line on stderr.
 //
 // Every line has "case", "calls_per_s", "raw_calls_per_s" and "ratio"
 // (patio / raw). The TCP lines add "mode", "connections", "inflight" (per
@@ -32,13 +40,17 @@
 // is the operator new part) and the bytes they asked for, counted over a
 // separate, untimed round of the same pipelined calls (so that counting does
 // not slow the timed ones). For TCP, both sides run in this process: the
-// counts are client and server together ("counted":"client+server").
+// counts are client and server together ("counted":"client+server"). The
+// Redis lines add "workers", "p50_us", "p99_us", "raw_p50_us", "raw_p99_us"
+// and "latency_ratio" (p50 / raw p50); a burst's latencies run from the
+// start of the burst to each answer.
 //
 // Each figure is the median of --repeat rounds (default 3) after a warm-up
 // round of a tenth of the calls. Calls a round (or --calls for all): memory
 // cases 500,000 (process_pool 100,000) with 256 in flight (--inflight);
 // TCP 10,000 sequential and 50,000 pipelined (tcp_bytes 1,000 and 5,000),
-// --inflight replacing the TCP cases' windows. tcp and tcp_tls use the test
+// --inflight replacing the TCP cases' windows; Redis 2,000 (the burst, and
+// sequential). tcp and tcp_tls use the test
 // certificates of --certs (default tests/certs/ of the source tree).
 // The TCP cases' server and client threads are pinned as --pin says: each to
 // a CPU of its own (split, the default), both to one (same), or not (none).
