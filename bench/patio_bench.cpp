@@ -22,6 +22,14 @@
 //                       server), 64 calls in flight on each
 //   tcp_bytes           echo(patio::bytes) of 64 KiB: sequential, and
 //                       pipelined with 64 in flight
+//   redis               a burst of 2,000 mul(1, 2, 3) calls at once through a
+//                       redis_broker to 4 workers, and to 1, beside a bare
+//                       hiredis program doing the same XADDs and reads
+//   redis_sequential    one call at a time to 1 worker, beside the bare loop
+//
+// The Redis cases start a redis-server of their own (PATIO_REDIS_SERVER, or
+// found in /usr/bin and the like); without it, or with patio built with
+// PATIO_WITH_REDIS=OFF, they are skipped with a line on stderr.
 //
 // Every line has "case", "calls_per_s", "raw_calls_per_s" and "ratio"
 // (patio / raw). The TCP lines add "mode", "connections", "inflight" (per
@@ -32,13 +40,17 @@
 // is the operator new part) and the bytes they asked for, counted over a
 // separate, untimed round of the same pipelined calls (so that counting does
 // not slow the timed ones). For TCP, both sides run in this process: the
-// counts are client and server together ("counted":"client+server").
+// counts are client and server together ("counted":"client+server"). The
+// Redis lines add "workers", "p50_us", "p99_us", "raw_p50_us", "raw_p99_us"
+// and "latency_ratio" (p50 / raw p50); a burst's latencies run from the
+// start of the burst to each answer.
 //
 // Each figure is the median of --repeat rounds (default 3) after a warm-up
 // round of a tenth of the calls. Calls a round (or --calls for all): memory
 // cases 500,000 (process_pool 100,000) with 256 in flight (--inflight);
 // TCP 10,000 sequential and 50,000 pipelined (tcp_bytes 1,000 and 5,000),
-// --inflight replacing the TCP cases' windows. tcp and tcp_tls use the test
+// --inflight replacing the TCP cases' windows; Redis 2,000 (the burst, and
+// sequential). tcp and tcp_tls use the test
 // certificates of --certs (default tests/certs/ of the source tree).
 // The TCP cases' server and client threads are pinned as --pin says: each to
 // a CPU of its own (split, the default), both to one (same), or not (none).
@@ -63,9 +75,17 @@
 #include <asio/write.hpp>
 #include <fmt/format.h>
 
+#if PATIO_BENCH_REDIS
+#include <patio/redis_broker.hpp>
+
+#include <hiredis/hiredis.h>
+#endif
+
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -74,13 +94,17 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <future>
 #include <memory>
 #include <new>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -1036,6 +1060,519 @@ void tcp_case(const options& o, tcp_shape shape) {
   std::fflush(stdout);
 }
 
+// ---- Redis ------------------------------------------------------------------
+//
+// patio::redis_broker against a redis-server this process starts (a free
+// loopback port, a temporary directory, no persistence; killed at the end,
+// and with the bench if it dies). Every worker is a thread of its own with
+// its own io_context (patio) or its own blocking hiredis connection (raw), and
+// the caller another, so every figure counts real sockets and Redis's own
+// work: on this 2-core machine the callers, the workers and redis-server
+// share the two CPUs (nothing is pinned).
+//
+// The raw limit: the same flow with synchronous hiredis and nothing else. The
+// caller XADDs the calls (the same fields and REQUEST payload as patio's:
+// c, r, i) and reads the replies with XREAD and a large COUNT; each worker
+// reads with XREADGROUP COUNT 128, multiplies, and writes each reply XADD and
+// its XACK in one pipelined write per batch. It keeps no claim, no deadline,
+// no expiry, no housekeeping: what a call must cost at least.
+
+#if PATIO_BENCH_REDIS
+
+struct redis_context_deleter {
+  void operator()(redisContext* c) const noexcept { redisFree(c); }
+};
+struct redis_reply_deleter {
+  void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
+};
+using redis_context = std::unique_ptr<redisContext, redis_context_deleter>;
+using redis_reply = std::unique_ptr<redisReply, redis_reply_deleter>;
+
+redis_context redis_connect(std::uint16_t port) {
+  const timeval limit{2, 0};
+  redis_context c(redisConnectWithTimeout("127.0.0.1", port, limit));
+  if (!c || c->err) throw std::runtime_error(fmt::format("cannot connect to redis-server on port {}", port));
+  return c;
+}
+
+void append_redis(redisContext* c, std::initializer_list<std::string_view> args) {
+  std::vector<const char*> argv;
+  std::vector<std::size_t> lens;
+  for (const auto a : args) {
+    argv.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  if (redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()) != REDIS_OK)
+    throw std::runtime_error("hiredis: cannot queue a command");
+}
+
+redis_reply get_redis_reply(redisContext* c) {
+  void* r = nullptr;
+  if (redisGetReply(c, &r) != REDIS_OK || !r) throw std::runtime_error(fmt::format("hiredis: {}", c->errstr));
+  redis_reply reply(static_cast<redisReply*>(r));
+  if (reply->type == REDIS_REPLY_ERROR) throw std::runtime_error(fmt::format("redis: {}", reply->str));
+  return reply;
+}
+
+redis_reply redis_command(redisContext* c, std::initializer_list<std::string_view> args) {
+  append_redis(c, args);
+  return get_redis_reply(c);
+}
+
+std::string_view redis_text(const redisReply* r) { return {r->str, r->len}; }
+
+/// The redis-server binary: $PATIO_REDIS_SERVER, or the usual places.
+std::optional<std::string> find_redis_server() {
+  if (const char* given = std::getenv("PATIO_REDIS_SERVER")) {
+    if (::access(given, X_OK) == 0) return std::string(given);
+    return std::nullopt;
+  }
+  for (const char* dir : {"/usr/bin", "/usr/local/bin", "/usr/sbin"}) {
+    const auto path = std::filesystem::path(dir) / "redis-server";
+    if (::access(path.c_str(), X_OK) == 0) return path.string();
+  }
+  return std::nullopt;
+}
+
+/// A redis-server of the bench's own, from construction to destruction.
+class redis_server {
+ public:
+  explicit redis_server(const std::string& binary) {
+    char dir[] = "/tmp/patio-bench-redis-XXXXXX";
+    if (!::mkdtemp(dir)) throw std::runtime_error("cannot make a temporary directory for redis-server");
+    dir_ = dir;
+    try {
+      start(binary);
+    } catch (...) {
+      stop();
+      throw;
+    }
+  }
+  ~redis_server() { stop(); }
+  redis_server(const redis_server&) = delete;
+  redis_server& operator=(const redis_server&) = delete;
+
+  [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
+
+ private:
+  void start(const std::string& binary) {
+    {
+      asio::io_context io;
+      tcp::acceptor free(io, {asio::ip::address_v4::loopback(), 0});
+      port_ = free.local_endpoint().port();
+    }
+    std::vector<std::string> args{binary,
+                                  "--port",
+                                  std::to_string(port_),
+                                  "--bind",
+                                  "127.0.0.1",
+                                  "--dir",
+                                  dir_,
+                                  "--save",
+                                  "",
+                                  "--appendonly",
+                                  "no",
+                                  "--logfile",
+                                  dir_ + "/redis.log",
+                                  "--protected-mode",
+                                  "no"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const pid_t parent = ::getpid();
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("cannot fork redis-server");
+    if (pid_ == 0) {
+      // Dies with the bench, however the bench ends (the main thread forks).
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+      const int null = ::open("/dev/null", O_WRONLY);
+      if (null >= 0) ::dup2(null, STDOUT_FILENO);  // stdout is the bench's JSON
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    // Up when it answers PING (bounded).
+    const auto until = clock_type::now() + std::chrono::seconds(10);
+    while (clock_type::now() < until) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        throw std::runtime_error(fmt::format("redis-server exited at start (status {}): {}", status, log_tail()));
+      }
+      redis_context c(redisConnect("127.0.0.1", port_));
+      if (c && !c->err) {
+        auto* r = static_cast<redisReply*>(redisCommand(c.get(), "PING"));
+        const bool up = r && r->type == REDIS_REPLY_STATUS;
+        if (r) freeReplyObject(r);
+        if (up) return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    throw std::runtime_error("redis-server did not come up in 10 s");
+  }
+
+  /// The end of redis-server's log (the directory goes with the server).
+  [[nodiscard]] std::string log_tail() const {
+    std::string text;
+    if (FILE* f = std::fopen((dir_ + "/redis.log").c_str(), "r")) {
+      char chunk[512];
+      while (const auto n = std::fread(chunk, 1, sizeof chunk, f)) text.append(chunk, n);
+      std::fclose(f);
+    }
+    if (text.size() > 1000) text.erase(0, text.size() - 1000);
+    return text.empty() ? "no log" : text;
+  }
+
+  void stop() noexcept {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+    }
+    std::error_code ignored;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ignored);
+  }
+
+  std::string dir_;
+  std::uint16_t port_ = 0;
+  pid_t pid_ = -1;
+};
+
+constexpr std::string_view raw_redis_group = "workers";
+
+/// The REQUEST payload patio puts in an entry's "c" for mul(1, 2, 3) with a
+/// timeout (docs/protocol.md): [name, args, kwargs, timeout].
+std::string raw_redis_payload() {
+  msgpack::sbuffer out;
+  msgpack::packer<msgpack::sbuffer> p(out);
+  p.pack_array(4);
+  p.pack(std::string_view("mul"));
+  p.pack_array(3);
+  p.pack(1);
+  p.pack(2);
+  p.pack(3);
+  p.pack_map(0);
+  p.pack(60.0);
+  return {out.data(), out.size()};
+}
+
+/// A raw worker: reads `calls` through the group until `stop`, answers each
+/// entry into the reply stream it names, XADD and XACK pipelined per batch.
+void raw_redis_worker(std::uint16_t port, std::string calls, std::string consumer, const std::atomic<bool>* stop) {
+  auto c = redis_connect(port);
+  msgpack::sbuffer result;
+  while (!stop->load()) {
+    const auto r = redis_command(c.get(), {"XREADGROUP", "GROUP", raw_redis_group, consumer, "COUNT", "128", "BLOCK",
+                                           "100", "STREAMS", calls, ">"});
+    if (r->type != REDIS_REPLY_ARRAY) continue;  // nil: nothing within 100 ms
+    const auto* entries = r->element[0]->element[1];
+    for (std::size_t i = 0; i < entries->elements; ++i) {
+      const auto* e = entries->element[i];
+      const auto* fields = e->element[1];
+      std::string_view payload, reply_to, call_id;
+      for (std::size_t f = 0; f + 1 < fields->elements; f += 2) {
+        const auto name = redis_text(fields->element[f]);
+        const auto value = redis_text(fields->element[f + 1]);
+        if (name == "c") payload = value;
+        if (name == "r") reply_to = value;
+        if (name == "i") call_id = value;
+      }
+      const auto request = msgpack::unpack(payload.data(), payload.size());
+      std::int64_t product = 1;
+      for (const auto& a : request.get().via.array.ptr[1].via.array) product *= a.as<std::int64_t>();
+      result.clear();
+      msgpack::pack(result, product);
+      append_redis(c.get(), {"XADD", reply_to, "*", "i", call_id, "k", "ok", "v",
+                             std::string_view(result.data(), result.size())});
+      append_redis(c.get(), {"XACK", calls, raw_redis_group, redis_text(e->element[0])});
+    }
+    for (std::size_t i = 0; i < 2 * entries->elements; ++i) get_redis_reply(c.get());
+  }
+}
+
+/// The raw workers of one case, threads of their own from construction to
+/// destruction.
+class raw_redis_workers {
+ public:
+  raw_redis_workers(std::uint16_t port, const std::string& calls, std::size_t n) {
+    auto c = redis_connect(port);
+    redis_command(c.get(), {"XGROUP", "CREATE", calls, raw_redis_group, "$", "MKSTREAM"});
+    for (std::size_t i = 0; i < n; ++i)
+      threads_.emplace_back([this, port, calls, i] { run(port, calls, fmt::format("raw-{}", i)); });
+  }
+  ~raw_redis_workers() {
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+  }
+  raw_redis_workers(const raw_redis_workers&) = delete;
+  raw_redis_workers& operator=(const raw_redis_workers&) = delete;
+
+ private:
+  void run(std::uint16_t port, const std::string& calls, const std::string& consumer) noexcept {
+    try {
+      raw_redis_worker(port, calls, consumer, &stop_);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "raw redis worker: {}\n", e.what());
+      std::abort();
+    }
+  }
+
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+};
+
+/// The raw caller: its own connection, and the reply stream it reads.
+struct raw_redis_caller {
+  raw_redis_caller(std::uint16_t port, std::string calls_key, std::string reply_key)
+      : c(redis_connect(port)), calls(std::move(calls_key)), reply(std::move(reply_key)) {}
+
+  /// Reads replies (blocking) until `n` more have come; records each one's
+  /// time since `start` in `latencies_us` (if given).
+  void read_replies(std::size_t n, clock_type::time_point start, std::vector<double>* latencies_us) {
+    for (std::size_t got = 0; got < n;) {
+      const auto r = redis_command(c.get(), {"XREAD", "COUNT", "100000", "BLOCK", "10000", "STREAMS", reply, last});
+      got += take(r.get(), start, latencies_us);
+    }
+  }
+
+  /// The replies in an XREAD reply: checks each. @returns how many.
+  std::size_t take(const redisReply* r, clock_type::time_point start, std::vector<double>* latencies_us) {
+    if (r->type != REDIS_REPLY_ARRAY) throw std::runtime_error("raw redis: no reply within 10 s");
+    const auto* entries = r->element[0]->element[1];
+    const auto now = clock_type::now();
+    for (std::size_t i = 0; i < entries->elements; ++i) {
+      const auto* e = entries->element[i];
+      last = std::string(redis_text(e->element[0]));
+      const auto* fields = e->element[1];
+      const auto v = redis_text(fields->element[5]);
+      check(msgpack::unpack(v.data(), v.size()).get().as<std::int64_t>());
+      if (latencies_us) latencies_us->push_back(std::chrono::duration<double, std::micro>(now - start).count());
+    }
+    return entries->elements;
+  }
+
+  void add_call() {
+    const fmt::format_int id(++serial);
+    append_redis(c.get(), {"XADD", calls, "*", "c", payload, "r", reply, "i", std::string_view(id.data(), id.size())});
+  }
+
+  /// `n` calls at once: every XADD in one pipelined write, then the replies.
+  sample burst(std::size_t n) {
+    sample s;
+    s.latencies_us.reserve(n);
+    const auto start = clock_type::now();
+    for (std::size_t i = 0; i < n; ++i) add_call();
+    for (std::size_t i = 0; i < n; ++i) get_redis_reply(c.get());
+    read_replies(n, start, &s.latencies_us);
+    s.seconds = std::chrono::duration<double>(clock_type::now() - start).count();
+    trim();
+    return s;
+  }
+
+  /// `n` calls one at a time: XADD and the blocking XREAD in one write.
+  sample sequential(std::size_t n) {
+    sample s;
+    s.latencies_us.reserve(n);
+    const auto start = clock_type::now();
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto t0 = clock_type::now();
+      add_call();
+      append_redis(c.get(), {"XREAD", "COUNT", "100000", "BLOCK", "10000", "STREAMS", reply, last});
+      get_redis_reply(c.get());
+      const auto r = get_redis_reply(c.get());
+      if (take(r.get(), t0, &s.latencies_us) != 1) throw std::runtime_error("raw redis: one reply expected");
+    }
+    s.seconds = std::chrono::duration<double>(clock_type::now() - start).count();
+    trim();
+    return s;
+  }
+
+  /// Between rounds, untimed: the replies read go.
+  void trim() { redis_command(c.get(), {"XTRIM", reply, "MAXLEN", "0"}); }
+
+  redis_context c;
+  std::string calls, reply;
+  std::string payload = raw_redis_payload();
+  std::string last = "0-0";
+  std::uint64_t serial = 0;
+};
+
+/// A patio worker: a broker serving mul on an async_executor, on a thread
+/// and io_context of its own.
+struct patio_redis_worker {
+  explicit patio_redis_worker(const patio::redis_options& options)
+      : broker(side.io().get_executor(), executor, options) {
+    side.start(-1);
+    run_on(side, broker.setup());
+  }
+  ~patio_redis_worker() {
+    try {
+      run_on(side, broker.close());
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "patio-bench: closing a redis worker: {}\n", e.what());
+    }
+  }
+  patio_redis_worker(const patio_redis_worker&) = delete;
+  patio_redis_worker& operator=(const patio_redis_worker&) = delete;
+
+  /// A registry that offers mul.
+  struct mul_registry : patio::registry {
+    mul_registry() { add("mul", mul_async); }
+  };
+
+  io_thread side;  // first: destroyed last
+  mul_registry rpc;
+  patio::async_executor executor{rpc, {.max_workers = 256, .max_queue = 256}};
+  patio::redis_broker broker;
+};
+
+/// The calling side: a broker that only calls (null executor), on a thread
+/// and io_context of its own.
+struct patio_redis_caller {
+  explicit patio_redis_caller(const patio::redis_options& options)
+      : broker(side.io().get_executor(), executor, options) {
+    side.start(-1);
+    run_on(side, broker.setup());
+  }
+  ~patio_redis_caller() {
+    try {
+      run_on(side, broker.close());
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "patio-bench: closing the redis caller: {}\n", e.what());
+    }
+  }
+  patio_redis_caller(const patio_redis_caller&) = delete;
+  patio_redis_caller& operator=(const patio_redis_caller&) = delete;
+
+  io_thread side;
+  patio::registry rpc;
+  patio::null_executor executor{rpc};
+  patio::redis_broker broker;
+};
+
+const patio::call_options redis_call_options{.timeout = std::chrono::seconds(60)};
+
+asio::awaitable<void> redis_mul(patio::redis_broker* broker) {
+  check(co_await broker->call<std::int64_t>(redis_call_options, "mul", 1, 2, 3));
+}
+
+asio::awaitable<void> redis_mul_timed(patio::redis_broker* broker, clock_type::time_point start,
+                                      std::vector<double>* latencies_us) {
+  check(co_await broker->call<std::int64_t>(redis_call_options, "mul", 1, 2, 3));
+  latencies_us->push_back(std::chrono::duration<double, std::micro>(clock_type::now() - start).count());
+}
+
+/// `n` calls at once, each timed from the start of the burst.
+asio::awaitable<sample> redis_burst(patio::redis_broker* broker, std::size_t n) {
+  sample s;
+  s.latencies_us.reserve(n);
+  const auto start = clock_type::now();
+  std::vector<asio::awaitable<void>> tasks;
+  tasks.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) tasks.push_back(redis_mul_timed(broker, start, &s.latencies_us));
+  co_await run_all(std::move(tasks));
+  s.seconds = std::chrono::duration<double>(clock_type::now() - start).count();
+  co_return s;
+}
+
+patio::redis_options redis_bench_options(std::uint16_t port, std::string project) {
+  patio::redis_options o;
+  o.port = port;
+  o.project = std::move(project);
+  return o;
+}
+
+/// Prints one Redis line. The burst's latencies run from the start of the
+/// burst to each call's answer.
+void print_redis_line(std::string_view name, std::size_t workers, std::size_t calls, std::size_t inflight,
+                      const options& o, const rounds& patio_rounds, const rounds& raw_rounds) {
+  const double rate = median(patio_rounds.rate), raw_rate = median(raw_rounds.rate);
+  const double p50 = median(patio_rounds.p50), raw_p50 = median(raw_rounds.p50);
+  fmt::print(R"({{"case":"{}","workers":{},"calls":{},"inflight":{},"repeat":{},"calls_per_s":{:.0f},)"
+             R"("p50_us":{:.1f},"p99_us":{:.1f},"raw_calls_per_s":{:.0f},"raw_p50_us":{:.1f},"raw_p99_us":{:.1f},)"
+             R"("ratio":{:.3f},"latency_ratio":{:.3f}}})"
+             "\n",
+             name, workers, calls, inflight, o.repeat, rate, p50, median(patio_rounds.p99), raw_rate, raw_p50,
+             median(raw_rounds.p99), ratio(rate, raw_rate), raw_p50 > 0 ? p50 / raw_p50 : 0.0);
+  std::fflush(stdout);
+}
+
+/// Bursts of `calls` calls (all at once) to `workers` workers.
+void redis_burst_case(const options& o, const redis_server& server, std::size_t workers) {
+  const std::size_t calls = o.calls_given ? o.calls : 2'000;
+  const auto project = fmt::format("bench-burst-{}", workers);
+  std::vector<std::unique_ptr<patio_redis_worker>> nodes;
+  for (std::size_t i = 0; i < workers; ++i)
+    nodes.push_back(std::make_unique<patio_redis_worker>(redis_bench_options(server.port(), project)));
+  patio_redis_caller caller(redis_bench_options(server.port(), project));
+  const auto raw_calls = fmt::format("raw:{{{}}}:calls", project);
+  std::optional<raw_redis_workers> raw_workers;
+  std::optional<raw_redis_caller> raw_caller;
+  if (o.raw) {
+    raw_workers.emplace(server.port(), raw_calls, workers);
+    raw_caller.emplace(server.port(), raw_calls, fmt::format("raw:{{{}}}:reply", project));
+  }
+  rounds patio_rounds, raw_rounds;
+  for (std::size_t round = 0; round <= o.repeat; ++round) {
+    const auto n = round == 0 ? std::max<std::size_t>(1, calls / 10) : calls;
+    const auto ps = run_on(caller.side, redis_burst(&caller.broker, n));
+    const auto rs = o.raw ? raw_caller->burst(n) : sample{};
+    if (round == 0) continue;
+    patio_rounds.add(ps);
+    if (o.raw) raw_rounds.add(rs);
+  }
+  print_redis_line("redis", workers, calls, calls, o, patio_rounds, raw_rounds);
+}
+
+/// One call at a time to one worker.
+void redis_sequential_case(const options& o, const redis_server& server) {
+  const std::size_t calls = o.calls_given ? o.calls : 2'000;
+  const std::string project = "bench-sequential";
+  patio_redis_worker node(redis_bench_options(server.port(), project));
+  patio_redis_caller caller(redis_bench_options(server.port(), project));
+  const auto raw_calls = fmt::format("raw:{{{}}}:calls", project);
+  std::optional<raw_redis_workers> raw_workers;
+  std::optional<raw_redis_caller> raw_caller;
+  if (o.raw) {
+    raw_workers.emplace(server.port(), raw_calls, 1);
+    raw_caller.emplace(server.port(), raw_calls, fmt::format("raw:{{{}}}:reply", project));
+  }
+  rounds patio_rounds, raw_rounds;
+  for (std::size_t round = 0; round <= o.repeat; ++round) {
+    const auto n = round == 0 ? std::max<std::size_t>(1, calls / 10) : calls;
+    const auto ps = run_on(caller.side, sequential(n, [b = &caller.broker] { return redis_mul(b); }));
+    const auto rs = o.raw ? raw_caller->sequential(n) : sample{};
+    if (round == 0) continue;
+    patio_rounds.add(ps);
+    if (o.raw) raw_rounds.add(rs);
+  }
+  print_redis_line("redis_sequential", 1, calls, 1, o, patio_rounds, raw_rounds);
+}
+
+void redis_cases(const options& o, bool burst, bool one_at_a_time) {
+  const auto binary = find_redis_server();
+  if (!binary) {
+    fmt::print(stderr,
+               "patio-bench: skipping the Redis cases: redis-server not found (apt-get install redis-server, or "
+               "set PATIO_REDIS_SERVER)\n");
+    return;
+  }
+  redis_server server(*binary);
+  if (burst) {
+    redis_burst_case(o, server, 4);
+    redis_burst_case(o, server, 1);
+  }
+  if (one_at_a_time) redis_sequential_case(o, server);
+}
+
+#else
+
+void redis_cases(const options&, bool, bool) {
+  fmt::print(stderr, "patio-bench: skipping the Redis cases: patio was built with PATIO_WITH_REDIS=OFF\n");
+}
+
+#endif  // PATIO_BENCH_REDIS
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1044,14 +1581,20 @@ int main(int argc, char** argv) {
   rpc.add("mul", mul);
   if (patio::serve_as_worker(rpc)) return 0;
 
-  const std::vector<std::string_view> all_cases{"memory_async", "memory_thread_pool", "process_pool", "tcp",
-                                                "tcp_tls",      "tcp_conns",          "tcp_bytes"};
+  // A peer that goes away (a redis-server killed, a raw client closed) must
+  // not kill the bench with SIGPIPE: writes fail with EPIPE instead.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  const std::vector<std::string_view> all_cases{"memory_async",    "memory_thread_pool", "process_pool", "tcp",
+                                                "tcp_tls",         "tcp_conns",          "tcp_bytes",    "redis",
+                                                "redis_sequential"};
   options o;
   const auto usage = [] {
     fmt::print(stderr,
                "usage: patio-bench [--calls N] [--inflight N] [--repeat N] [--certs DIR] [--pin split|same|none]\n"
                "                   [--mode sequential|pipelined|both] [--no-raw] [--case NAME]...\n"
-               "cases: memory_async memory_thread_pool process_pool tcp tcp_tls tcp_conns tcp_bytes\n"
+               "cases: memory_async memory_thread_pool process_pool tcp tcp_tls tcp_conns tcp_bytes redis\n"
+               "       redis_sequential\n"
                "       (all by default; see the top of bench/patio_bench.cpp and docs/performance.md)\n");
     return 2;
   };
@@ -1102,6 +1645,7 @@ int main(int argc, char** argv) {
     if (wanted("tcp_bytes"))
       tcp_case<tcp::socket>(
           o, {.name = "tcp_bytes", .payload = 64 * 1024, .sequential_calls = 1'000, .pipelined_calls = 5'000});
+    if (wanted("redis") || wanted("redis_sequential")) redis_cases(o, wanted("redis"), wanted("redis_sequential"));
   } catch (const std::exception& e) {
     fmt::print(stderr, "patio-bench: {}\n", e.what());
     return 1;

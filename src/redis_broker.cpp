@@ -17,6 +17,7 @@
 #include <asio/detached.hpp>
 #include <asio/dispatch.hpp>
 #include <asio/io_context.hpp>
+#include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
@@ -29,6 +30,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 #include <unordered_map>
 #include <vector>
@@ -41,6 +43,10 @@ namespace {
 using namespace std::chrono_literals;
 using clock = std::chrono::steady_clock;
 using redis::reply_ptr;
+
+/// How long acknowledgements and trimming wait for a call or an answer to
+/// carry them (no write of their own under load); they go then anyway.
+constexpr auto housekeeping_delay = 2ms;
 
 asio::any_io_executor make_strand_for(const asio::any_io_executor& io) {
   if (const auto* ctx = io.target<asio::io_context::executor_type>()) return asio::make_strand(*ctx);
@@ -171,6 +177,7 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
         co_await s->work->open(options_, name);
         co_await create_groups(s);
       }
+      co_await create_reply_stream(s);
       co_await heartbeat(s);
     } catch (...) {
       end(s);
@@ -249,6 +256,19 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
     for (const auto& r : replies)
       if (redis::is_error(r.get()) && !redis::text(r.get()).starts_with("BUSYGROUP"))
         throw connection_error(fmt::format("redis: cannot create the consumer group: {}", redis::text(r.get())));
+  }
+
+  /// Makes this caller's reply stream, empty, unless it is there: workers
+  /// answer with XADD NOMKSTREAM, which adds nothing to a stream that is not
+  /// (and so leaves no stream without an expiry behind a caller that went
+  /// away). An entry 0-1 is added and deleted at once: the stream stays. The
+  /// reply loop does not run yet, so nobody reads it; where the stream is
+  /// there, the XADD is refused (IDs only grow) and nothing changes.
+  asio::awaitable<void> create_reply_stream(std::shared_ptr<session> s) {
+    std::string cmds;
+    redis::append_command(cmds, {"XADD", reply_key_, "0-1", redis::field::kind, "none"});
+    redis::append_command(cmds, {"XDEL", reply_key_, "0-1"});
+    co_await s->commands->exec(std::move(cmds), 2);  // errors expected, and not logged
   }
 
   /// Reads the server's clock, renews this worker's advertisement and the
@@ -343,14 +363,38 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
     co_await inv->async_wait(asio::use_awaitable);
   }
 
-  /// Throws no_route_error unless a live worker offers `name`.
+  /// Throws no_route_error unless a live worker offers `name`. Calls that
+  /// find no fresh answer share one ZCOUNT: a burst of calls costs one round
+  /// trip, not one each. Returns on the strand.
   asio::awaitable<void> ensure_route(const std::string& name) {
-    const auto now = clock::now();
     const auto known = routes_.find(name);
-    if (known != routes_.end() && known->second > now) co_return;
+    if (known != routes_.end() && known->second > clock::now()) co_return;
+    if (const auto asked = route_checks_.find(name); asked != route_checks_.end()) {
+      const auto check = asked->second;
+      co_await check->done.async_wait(strand_, asio::use_awaitable);
+      co_await asio::dispatch(strand_, asio::use_awaitable);
+      if (check->error) std::rethrow_exception(check->error);
+      co_return;
+    }
+    const auto check = std::make_shared<route_check>();
+    route_checks_.emplace(name, check);
+    try {
+      co_await check_route(name);
+    } catch (...) {
+      check->error = std::current_exception();
+    }
+    // Completions of awaited operations come on the caller's executor.
+    co_await asio::dispatch(strand_, asio::use_awaitable);
+    route_checks_.erase(name);
+    check->done.set();
+    if (check->error) std::rethrow_exception(check->error);
+  }
+
+  asio::awaitable<void> check_route(const std::string& name) {
+    const auto known = routes_.find(name) != routes_.end();
     auto s = session_;
     if (!s) {
-      if (known != routes_.end()) co_return;  // Redis is away: trust what was seen, the call waits in the outbox
+      if (known) co_return;  // Redis is away: trust what was seen, the call waits in the outbox
       throw connection_error(name + ": Redis is unreachable, and no worker was seen for this function");
     }
     std::string cmd;
@@ -361,9 +405,10 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
     try {
       replies = co_await s->commands->exec(std::move(cmd), 1);
     } catch (const connection_error&) {
-      if (known != routes_.end()) co_return;
+      if (known) co_return;
       throw;
     }
+    co_await asio::dispatch(strand_, asio::use_awaitable);
     const auto* r = replies[0].get();
     if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
       routes_[name] = clock::now() + options_.heartbeat_interval;
@@ -379,20 +424,26 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
     char id_text[24];
     redis::append_command(cmd, {"XADD", state.stream, "*", redis::field::call, state.payload, redis::field::reply_to,
                                 reply_key_, redis::field::call_id, redis::decimal(call_id, id_text)});
-    s->commands->send(cmd, 1, [self = shared_from_this(), call_id](std::error_code ec, std::span<reply_ptr> r) {
-      const auto it = self->calls_.find(call_id);
-      if (it == self->calls_.end() || ec) return;  // abandoned, or sent again after reconnecting
-      if (redis::is_error(r[0].get())) {
-        auto inv = std::move(it->second.inv);
-        self->calls_.erase(it);
-        auto error = std::make_exception_ptr(
-            connection_error(fmt::format("{}: Redis refused the call: {}", inv->name, redis::text(r[0].get()))));
-        invocation::fail(std::move(inv), std::move(error));
-        return;
-      }
-      it->second.entry_id = std::string(redis::text(r[0].get()));
-      it->second.in_redis = true;
-    });
+    const auto at = cmd.size();
+    const auto extra = take_housekeeping(cmd);  // in the same write
+    auto along = extra > 0 ? cmd.substr(at) : std::string();
+    s->commands->send(cmd, 1 + extra,
+                      [self = shared_from_this(), call_id, along = std::move(along), extra](std::error_code ec,
+                                                                                            std::span<reply_ptr> r) {
+                        if (ec && extra > 0) self->submit(self->session_, along, extra);  // again after reconnecting
+                        const auto it = self->calls_.find(call_id);
+                        if (it == self->calls_.end() || ec) return;  // abandoned, or sent again after reconnecting
+                        if (redis::is_error(r[0].get())) {
+                          auto inv = std::move(it->second.inv);
+                          self->calls_.erase(it);
+                          auto error = std::make_exception_ptr(connection_error(
+                              fmt::format("{}: Redis refused the call: {}", inv->name, redis::text(r[0].get()))));
+                          invocation::fail(std::move(inv), std::move(error));
+                          return;
+                        }
+                        it->second.entry_id = std::string(redis::text(r[0].get()));
+                        it->second.in_redis = true;
+                      });
   }
 
   /// After reconnecting: calls Redis never took, or took and lost (it
@@ -440,20 +491,23 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
       const auto replies = co_await s->replies->exec(std::move(cmd), 1);
       const auto* r = replies[0].get();
       if (redis::is_error(r)) throw connection_error(fmt::format("redis: reading replies: {}", redis::text(r)));
-      std::string del;
-      std::vector<std::string_view> ids;
+      bool read = false;
       for (const auto& stream : redis::parse_read(r)) {
         for (const auto& e : stream.entries) {
           self->last_reply_ = std::string(e.id);
-          ids.push_back(e.id);
+          read = true;
           self->take_reply(e);
         }
       }
-      if (!ids.empty() && !s->over) {
-        std::vector<std::string_view> args{"XDEL", self->reply_key_};
-        args.insert(args.end(), ids.begin(), ids.end());
-        redis::append_command(del, args);
-        s->commands->send(del, 1);
+      // What was read goes: every entry up to the last one read (IDs only
+      // grow), in one XTRIM MINID, cheaper for Redis than XDEL of each ID,
+      // and sent with the next call (or after housekeeping_delay).
+      const auto last = redis::parse_entry_id(self->last_reply_);
+      if (read && last) {
+        const auto above =
+            last->seq == UINT64_MAX ? redis::entry_id{last->ms + 1, 0} : redis::entry_id{last->ms, last->seq + 1};
+        self->trim_below_ = fmt::format("{}-{}", above.ms, above.seq);
+        self->housekeeping_later();
       }
     }
   }
@@ -658,23 +712,137 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
     }));
   }
 
-  /// Answers an entry and acknowledges it: reply first, so a crash in
-  /// between runs it again rather than losing the answer.
+  /// Answers an entry and acknowledges it, never the other way round: a
+  /// worker that dies in between leaves the entry pending, and it runs again
+  /// rather than its answer being lost. The answer goes at once (answers of
+  /// one turn of the event loop share a write); its acknowledgement waits
+  /// until Redis has taken it, then goes with the next answer or call, or
+  /// after housekeeping_delay if none come: no write of its own per call.
   void finish(const std::shared_ptr<session>& s, const std::string& stream, const std::string& entry_id,
               const reply_address& reply, std::exception_ptr error, encoded_invocation* inv) {
-    std::string value;
+    answer a{stream, entry_id, reply, error != nullptr, {}, {}, 0};
     if (error)
-      messages::append_error_payload(value, record_of(error));
+      messages::append_error_payload(a.value, record_of(error));
     else
-      value.assign(inv->result().data(), inv->result().size());
-    char id[24], ttl[24];
+      a.value.assign(inv->result().data(), inv->result().size());
+    if (!s || s->over) {
+      submit(s, full_answer(a), 4);  // held until Redis is back
+      return;
+    }
+    std::string cmd;
+    append_answer(cmd, a, false);
+    const auto at = cmd.size();
+    const auto extra = take_housekeeping(cmd);  // earlier answers' acknowledgements: in the same write
+    a.along = cmd.substr(at);
+    a.along_count = extra;
+    s->commands->send(cmd, 1 + extra,
+                      [self = shared_from_this(), a = std::move(a)](std::error_code ec, std::span<reply_ptr> replies) {
+                        self->answered(a, ec, replies);
+                      });
+  }
+
+  /// An answer on its way: its entry and where it goes.
+  struct answer {
+    std::string stream;
+    std::string entry_id;
+    reply_address reply;
+    bool error = false;
+    std::string value;  // a RESPONSE or ERROR payload
+    std::string along;  // housekeeping sent with it
+    std::size_t along_count = 0;
+  };
+
+  /// XADD of an answer to its reply stream. NOMKSTREAM: the reply stream
+  /// exists while its caller reads it (create_reply_stream), so no
+  /// per-answer PEXPIRE is needed; where it does not (its caller is gone, or
+  /// Redis lost it), the XADD adds nothing and answered() sends full_answer().
+  static void append_answer(std::string& cmds, const answer& a, bool create) {
+    char id[24];
+    const std::string_view kind = a.error ? "error" : "ok";
+    const auto call_id = redis::decimal(a.reply.call_id, id);
+    if (create)
+      redis::append_command(cmds, {"XADD", a.reply.stream, "*", redis::field::call_id, call_id, redis::field::kind,
+                                   kind, redis::field::value, a.value});
+    else
+      redis::append_command(cmds, {"XADD", a.reply.stream, "NOMKSTREAM", "*", redis::field::call_id, call_id,
+                                   redis::field::kind, kind, redis::field::value, a.value});
+  }
+
+  /// The answer in one go, as 4 commands: XADD (creating the reply stream),
+  /// PEXPIRE on it (so that a stream nobody reads expires), XACK, XDEL.
+  [[nodiscard]] std::string full_answer(const answer& a) const {
     std::string cmds;
-    redis::append_command(cmds, {"XADD", reply.stream, "*", redis::field::call_id, redis::decimal(reply.call_id, id),
-                                 redis::field::kind, error ? "error" : "ok", redis::field::value, value});
-    redis::append_command(cmds, {"PEXPIRE", reply.stream, redis::decimal(ms_count(options_.reply_ttl), ttl)});
-    redis::append_command(cmds, {"XACK", stream, redis::group, entry_id});
-    redis::append_command(cmds, {"XDEL", stream, entry_id});
-    submit(s, cmds, 4);
+    append_answer(cmds, a, true);
+    char ttl[24];
+    redis::append_command(cmds, {"PEXPIRE", a.reply.stream, redis::decimal(ms_count(options_.reply_ttl), ttl)});
+    redis::append_command(cmds, {"XACK", a.stream, redis::group, a.entry_id});
+    redis::append_command(cmds, {"XDEL", a.stream, a.entry_id});
+    return cmds;
+  }
+
+  /// Redis's reply to an answer's XADD.
+  void answered(const answer& a, std::error_code ec, std::span<reply_ptr> replies) {
+    for (std::size_t i = 1; i < replies.size(); ++i)  // housekeeping that went along
+      if (redis::is_error(replies[i].get())) log(log_level::warning, "redis", "{}", redis::text(replies[i].get()));
+    if (ec) {
+      // Lost with the connection, or not: it goes whole after reconnecting
+      // (a second answer is dropped by its caller), with what went along.
+      submit(session_, full_answer(a), 4);
+      if (a.along_count > 0) submit(session_, a.along, a.along_count);
+      return;
+    }
+    const auto* r = replies[0].get();
+    if (r->type == REDIS_REPLY_NIL) {  // no reply stream: make it, with an expiry
+      submit(session_, full_answer(a), 4);
+      return;
+    }
+    // Refused (out of memory, a key of another type there): logged and
+    // acknowledged all the same, since running the task again would not help.
+    if (redis::is_error(r))
+      log(log_level::warning, "redis", "answering {} {}: {}", a.stream, a.entry_id, redis::text(r));
+    acks_[a.stream].push_back(a.entry_id);
+    housekeeping_later();
+  }
+
+  /// Makes sure what housekeeping waits goes out within housekeeping_delay,
+  /// if no call or answer takes it along before.
+  void housekeeping_later() {
+    if (housekeeping_armed_) return;
+    housekeeping_armed_ = true;
+    housekeeping_timer_.expires_after(housekeeping_delay);
+    housekeeping_timer_.async_wait([self = shared_from_this()](std::error_code waited) {
+      self->housekeeping_armed_ = false;
+      if (!waited) self->send_housekeeping();
+    });
+  }
+
+  void send_housekeeping() {
+    std::string cmds;
+    if (const auto count = take_housekeeping(cmds)) submit(session_, cmds, count);
+  }
+
+  /// Appends the housekeeping that waits to `cmds`: the acknowledgement and
+  /// deletion of the entries answered so far (one XACK and one XDEL per
+  /// stream), and the trimming of what the caller read from its reply
+  /// stream. @returns how many commands.
+  std::size_t take_housekeeping(std::string& cmds) {
+    std::size_t count = 0;
+    if (!trim_below_.empty()) {
+      redis::append_command(cmds, {"XTRIM", reply_key_, "MINID", trim_below_});
+      trim_below_.clear();
+      ++count;
+    }
+    for (const auto& [stream, ids] : acks_) {
+      std::vector<std::string_view> args{"XACK", stream, redis::group};
+      args.insert(args.end(), ids.begin(), ids.end());
+      redis::append_command(cmds, args);
+      args.assign({"XDEL", stream});
+      args.insert(args.end(), ids.begin(), ids.end());
+      redis::append_command(cmds, args);
+      count += 2;
+    }
+    acks_.clear();
+    return count;
   }
 
   /// Sends commands now, or when Redis is back.
@@ -727,6 +895,7 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
     if (auto s = session_; s && serving_) {
       // Withdraw the advertisement, so callers fail fast instead of queueing
       // for a worker that is gone. Bounded: Redis may be the reason to close.
+      send_housekeeping();  // what was answered is done: no other worker must run it again
       std::string cmds;
       for (const auto& f : functions_) redis::append_command(cmds, {"ZREM", keys_.route(f), id_});
       asio::steady_timer limit(strand_, 1s);
@@ -747,6 +916,7 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
     closed_ = true;
     if (session_) end(session_);
     if (reconnect_timer_) reconnect_timer_->cancel();
+    housekeeping_timer_.cancel();
     if (gate_) gate_->cancel();
     for (auto& [key, r] : running_) r->cancel.emit(asio::cancellation_type::terminal);
     auto calls = std::move(calls_);
@@ -781,7 +951,13 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
   std::uint64_t next_call_ = 0;
   std::unordered_map<std::uint64_t, call_state> calls_;
   std::unordered_map<std::string, clock::time_point> routes_;
+  struct route_check {
+    event done;
+    std::exception_ptr error;  // set before done
+  };
+  std::unordered_map<std::string, std::shared_ptr<route_check>> route_checks_;  // ZCOUNTs on their way
   std::string last_reply_ = "0-0";
+  std::string trim_below_;  // XTRIM MINID of the reply stream, waiting
 
   // Worker.
   bool serving_ = false;
@@ -789,6 +965,9 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
   std::vector<std::string> streams_;
   std::unordered_map<std::string, std::shared_ptr<running>> running_;
   asio::steady_timer* gate_ = nullptr;
+  std::unordered_map<std::string, std::vector<std::string>> acks_;  // answered, not yet acknowledged
+  asio::steady_timer housekeeping_timer_{strand_};
+  bool housekeeping_armed_ = false;
   std::string outbox_;  // replies and acknowledgements made while Redis was away
   std::size_t outbox_count_ = 0;
 };

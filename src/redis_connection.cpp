@@ -7,6 +7,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>
 #include <asio/detached.hpp>
+#include <asio/dispatch.hpp>
 #include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
@@ -14,10 +15,18 @@
 #include <asio/write.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace patio::detail::redis {
 
 namespace {
 constexpr std::size_t read_chunk = 64 * 1024;
+// What the reader is fed at a time. hiredis 0.14 moves the unparsed rest of
+// its buffer to the front each time it has consumed 1 KiB, and frees and
+// regrows the buffer once it is empty and large: fed 64 KiB of small
+// replies at once, it copied megabytes per read and churned the allocator.
+// Fed in slices, its buffer stays small.
+constexpr std::size_t feed_slice = 4 * 1024;
 constexpr std::size_t keep_write_capacity = 1024 * 1024;
 
 std::error_code lost() { return make_error_code(errc::connection_lost); }
@@ -201,9 +210,11 @@ void connection::send(std::string_view commands, std::size_t count, reply_handle
   pending_.push_back({count, std::move(done), {}});
   waiting_ += count;
   if (!writing_now_) {
+    // At once: a lone command (a call, an answer) loses no turn of the event
+    // loop. Commands queued while this write is on its way go out together
+    // in the next one.
     writing_now_ = true;
-    // Posted, so commands queued in the same turn go out in one write.
-    asio::post(strand_, [self = shared_from_this()] { self->flush(); });
+    flush();
   }
 }
 
@@ -218,7 +229,10 @@ asio::awaitable<std::vector<reply_ptr>> connection::exec(std::string commands, s
           std::vector<reply_ptr> out(std::make_move_iterator(r.begin()), std::make_move_iterator(r.end()));
           auto h = std::move(*shared);
           auto ex = asio::get_associated_executor(h);
-          asio::post(
+          // Dispatched: a coroutine of the strand the replies are read on
+          // (the broker's loops) resumes at once, without a turn of the
+          // event loop (and its epoll_wait) per reply.
+          asio::dispatch(
               ex, [h = std::move(h), error, out = std::move(out)]() mutable { std::move(h)(error, std::move(out)); });
         });
       },
@@ -256,21 +270,24 @@ asio::awaitable<void> connection::read_loop() {
         log(log_level::info, "redis", "{}: connection lost: {}", label_, ec.message());
       break;
     }
-    if (redisReaderFeed(reader_, buffer.data(), n) != REDIS_OK) {
-      log(log_level::warning, "redis", "{}: unreadable reply; closing", label_);
-      break;
-    }
     bool broken = false;
-    for (;;) {
-      void* raw = nullptr;
-      if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
-        log(log_level::warning, "redis", "{}: malformed reply ({}); closing", label_, reader_->errstr);
+    for (std::size_t at = 0; at < n && !broken && !closed_; at += feed_slice) {
+      if (redisReaderFeed(reader_, buffer.data() + at, std::min(feed_slice, n - at)) != REDIS_OK) {
+        log(log_level::warning, "redis", "{}: unreadable reply; closing", label_);
         broken = true;
         break;
       }
-      if (!raw) break;
-      deliver(reply_ptr(static_cast<redisReply*>(raw)));
-      if (closed_) break;
+      for (;;) {
+        void* raw = nullptr;
+        if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
+          log(log_level::warning, "redis", "{}: malformed reply ({}); closing", label_, reader_->errstr);
+          broken = true;
+          break;
+        }
+        if (!raw) break;
+        deliver(reply_ptr(static_cast<redisReply*>(raw)));
+        if (closed_) break;
+      }
     }
     if (broken || closed_) break;
   }

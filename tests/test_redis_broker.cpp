@@ -525,6 +525,87 @@ TEST_CASE("redis: answered calls leave nothing behind and the reply stream expir
   patio::test::run(io, test());
 }
 
+namespace {
+asio::awaitable<void> call_mul_into(patio::redis_broker& broker, std::int64_t i, std::int64_t& product, int& done) {
+  product += co_await broker.call<std::int64_t>({.timeout = 10s}, "mul", i, 2);
+  ++done;
+}
+
+/// How often Redis ran `command` so far (INFO commandstats), 0 if never.
+long long command_calls(client& raw, const std::string& command) {
+  const auto info = raw.command({"INFO", "commandstats"});
+  const std::string text(info->str, info->len);
+  const auto at = text.find("cmdstat_" + command + ":calls=");
+  if (at == std::string::npos) return 0;
+  return std::stoll(text.substr(at + command.size() + 15));
+}
+}  // namespace
+
+TEST_CASE("redis: a caller's reply stream deleted behind its back is made again, with an expiry", "[redis]") {
+  server redis;
+  client raw(redis.port());
+  asio::io_context io;
+  node worker(io, redis.options(), "worker");
+  node caller(io, redis.options(), "caller", false);
+  patio::detail::redis::keys keys("test");
+  auto test = [&]() -> asio::awaitable<void> {
+    co_await worker.broker->setup();
+    co_await caller.broker->setup();
+    const auto reply = keys.reply(caller.broker->id());
+    // Made when the caller connected, before any answer.
+    CHECK(raw.integer({"EXISTS", reply}) == 1);
+    CHECK(raw.integer({"PTTL", reply}) > 0);
+    CHECK(raw.integer({"DEL", reply}) == 1);
+    // The worker's XADD NOMKSTREAM adds nothing; it answers again, creating it.
+    const auto r = co_await caller.broker->call<std::int64_t>({.timeout = 5s}, "mul", 6, 7);
+    CHECK(r == 42);
+    const auto ttl = raw.integer({"PTTL", reply});
+    CHECK(ttl > 0);
+    CHECK(ttl <= 60'000);
+    CHECK(co_await eventually([&] { return raw.integer({"XLEN", reply}) == 0; }));
+    CHECK(co_await eventually([&] { return raw.integer({"XLEN", keys.calls("mul")}) == 0; }));
+    // Nothing stays pending: the entry was acknowledged after the answer.
+    CHECK(co_await eventually([&] {
+      const auto pending = raw.command({"XPENDING", keys.calls("mul"), "workers"});
+      return pending->type == REDIS_REPLY_ARRAY && pending->element[0]->integer == 0;
+    }));
+    co_await caller.broker->close();
+    co_await worker.broker->close();
+  };
+  patio::test::run(io, test());
+}
+
+TEST_CASE("redis: a burst of calls shares one route check and is acknowledged in batches", "[redis]") {
+  server redis;
+  client raw(redis.port());
+  asio::io_context io;
+  node worker(io, redis.options(), "worker");
+  node caller(io, redis.options(), "caller", false);
+  patio::detail::redis::keys keys("test");
+  auto test = [&]() -> asio::awaitable<void> {
+    co_await worker.broker->setup();
+    co_await caller.broker->setup();
+    constexpr int calls = 200;
+    std::int64_t product = 0;
+    int done = 0;
+    const auto zcounts = command_calls(raw, "zcount");
+    for (int i = 0; i < calls; ++i) asio::co_spawn(io, call_mul_into(*caller.broker, i, product, done), asio::detached);
+    CHECK(co_await eventually([&] { return done == calls; }));
+    CHECK(product == calls * (calls - 1));  // sum of 2 i
+    // One ZCOUNT for the burst (two if a heartbeat interval ended meanwhile).
+    CHECK(command_calls(raw, "zcount") - zcounts <= 2);
+    CHECK(co_await eventually([&] { return raw.integer({"XLEN", keys.calls("mul")}) == 0; }));
+    CHECK(co_await eventually([&] { return raw.integer({"XLEN", keys.reply(caller.broker->id())}) == 0; }));
+    // Answers and acknowledgements went in batches, and no PEXPIRE per answer.
+    CHECK(command_calls(raw, "xack") < calls / 2);
+    CHECK(command_calls(raw, "xdel") < calls / 2);
+    CHECK(command_calls(raw, "pexpire") < 20);  // the heartbeats'
+    co_await caller.broker->close();
+    co_await worker.broker->close();
+  };
+  patio::test::run(io, test());
+}
+
 TEST_CASE("redis options that cannot work are refused at construction", "[redis]") {
   asio::io_context io;
   patio::registry rpc;
