@@ -77,8 +77,9 @@ void io_thread::start(std::shared_ptr<detail::blocking_call> call, asio::awaitab
     pending_.insert(call);
   }
   auto slot = call->cancel.slot();
-  asio::co_spawn(*call->strand, std::move(task),
-                 asio::bind_cancellation_slot(slot, [this, call](std::exception_ptr e) { finish(call, std::move(e)); }));
+  asio::co_spawn(*call->strand, std::move(task), asio::bind_cancellation_slot(slot, [this, call](std::exception_ptr e) {
+    finish(call, std::move(e));
+  }));
 }
 
 void io_thread::finish(const std::shared_ptr<detail::blocking_call>& call, std::exception_ptr error) {

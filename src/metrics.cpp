@@ -151,8 +151,7 @@ std::string to_prometheus(const std::vector<labelled_snapshot>& snapshots, std::
       for (const auto& f : s.snapshot.functions)
         fmt::format_to(it, "{}_{}{}}} {}\n", prefix, name, open_labels(s.labels, f.name), value_of(f));
   };
-  family("calls_total", "counter", "Calls started, per function.",
-         [](const function_metrics& f) { return f.calls; });
+  family("calls_total", "counter", "Calls started, per function.", [](const function_metrics& f) { return f.calls; });
   family("call_errors_total", "counter", "Calls that failed with an error other than a timeout.",
          [](const function_metrics& f) { return f.errors; });
   family("call_timeouts_total", "counter", "Calls that failed with patio::timeout_error.",
@@ -197,7 +196,8 @@ function_metrics function_counters::read(std::string name) const noexcept {
   m.calls = calls.load(std::memory_order_relaxed);
   m.in_flight = m.calls >= m.ended() ? m.calls - m.ended() : 0;
   m.latency_sum = std::chrono::nanoseconds(latency_ns.load(std::memory_order_relaxed));
-  for (std::size_t i = 0; i < latency_buckets; ++i) m.latency_counts[i] = latency_counts[i].load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < latency_buckets; ++i)
+    m.latency_counts[i] = latency_counts[i].load(std::memory_order_relaxed);
   return m;
 }
 

@@ -17,11 +17,11 @@ namespace patio {
 /// snapshots of different brokers and processes add up bucket by bucket.
 /// Latencies above the last bound fall in one more bucket (Prometheus' +Inf).
 inline constexpr std::array<std::chrono::nanoseconds, 19> latency_bucket_bounds{
-    std::chrono::microseconds{10},  std::chrono::microseconds{25},  std::chrono::microseconds{50},
-    std::chrono::microseconds{100}, std::chrono::microseconds{250}, std::chrono::microseconds{500},
+    std::chrono::microseconds{10},  std::chrono::microseconds{25},   std::chrono::microseconds{50},
+    std::chrono::microseconds{100}, std::chrono::microseconds{250},  std::chrono::microseconds{500},
     std::chrono::milliseconds{1},   std::chrono::microseconds{2500}, std::chrono::milliseconds{5},
-    std::chrono::milliseconds{10},  std::chrono::milliseconds{25},  std::chrono::milliseconds{50},
-    std::chrono::milliseconds{100}, std::chrono::milliseconds{250}, std::chrono::milliseconds{500},
+    std::chrono::milliseconds{10},  std::chrono::milliseconds{25},   std::chrono::milliseconds{50},
+    std::chrono::milliseconds{100}, std::chrono::milliseconds{250},  std::chrono::milliseconds{500},
     std::chrono::seconds{1},        std::chrono::milliseconds{2500}, std::chrono::seconds{5},
     std::chrono::seconds{10}};
 
