@@ -201,19 +201,41 @@ function_metrics function_counters::read(std::string name) const noexcept {
   return m;
 }
 
-std::shared_ptr<function_counters> call_metrics::add(std::string_view name) {
-  std::unique_lock lock(mutex_);
-  auto [it, inserted] = functions_.try_emplace(std::string(name));
-  if (inserted) it->second = std::make_shared<function_counters>();
-  return it->second;
+call_metrics::call_metrics() {
+  tables_.push_back(std::make_unique<table>(16));
+  table_.store(tables_.back().get(), std::memory_order_release);
+}
+
+std::shared_ptr<function_counters> call_metrics::add(std::string_view name, std::size_t hash) {
+  std::lock_guard lock(mutex_);
+  const table* current = tables_.back().get();
+  if (const entry* e = find(*current, name, hash)) return e->counters;  // added meanwhile
+
+  entries_.push_back(std::make_unique<entry>(entry{std::string(name), hash, std::make_shared<function_counters>()}));
+  const entry* added = entries_.back().get();
+  const auto put = [](const table& t, const entry* e) {
+    std::size_t i = e->hash & t.mask;
+    while (t.slots[i].load(std::memory_order_relaxed)) i = (i + 1) & t.mask;
+    t.slots[i].store(e, std::memory_order_release);
+  };
+  // At most half full, so that a look-up soon meets an empty slot.
+  if (entries_.size() * 2 > current->mask + 1) {
+    auto bigger = std::make_unique<table>((current->mask + 1) * 2);
+    for (const auto& e : entries_) put(*bigger, e.get());
+    tables_.push_back(std::move(bigger));
+    table_.store(tables_.back().get(), std::memory_order_release);
+  } else {
+    put(*current, added);
+  }
+  return added->counters;
 }
 
 metrics_snapshot call_metrics::snapshot() const {
   metrics_snapshot s;
   {
-    std::shared_lock lock(mutex_);
-    s.functions.reserve(functions_.size());
-    for (const auto& [name, counters] : functions_) s.functions.push_back(counters->read(name));
+    std::lock_guard lock(mutex_);
+    s.functions.reserve(entries_.size());
+    for (const auto& e : entries_) s.functions.push_back(e->counters->read(e->name));
   }
   std::sort(s.functions.begin(), s.functions.end(),
             [](const function_metrics& a, const function_metrics& b) { return a.name < b.name; });

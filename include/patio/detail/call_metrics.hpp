@@ -8,10 +8,10 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <shared_mutex>
+#include <mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <vector>
 
 namespace patio::detail {
 
@@ -65,7 +65,7 @@ class call_metrics {
     function_counters::outcome outcome_ = function_counters::outcome::error;
   };
 
-  call_metrics() = default;
+  call_metrics();
   call_metrics(const call_metrics&) = delete;
   call_metrics& operator=(const call_metrics&) = delete;
 
@@ -79,24 +79,44 @@ class call_metrics {
   [[nodiscard]] metrics_snapshot snapshot() const;
 
  private:
-  struct name_hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  /// A function's name and counters. Entries are only ever added.
+  struct entry {
+    std::string name;
+    std::size_t hash;
+    std::shared_ptr<function_counters> counters;
   };
-  using map = std::unordered_map<std::string, std::shared_ptr<function_counters>, name_hash, std::equal_to<>>;
 
-  std::shared_ptr<function_counters> counters_for(std::string_view name) {
-    {
-      std::shared_lock lock(mutex_);
-      if (auto it = functions_.find(name); it != functions_.end()) return it->second;
+  /// An open-addressing table of entries, read without a lock: a slot goes
+  /// from null to an entry once (release), and a full table is replaced by a
+  /// bigger one rather than changed, the old one kept until destruction. So
+  /// the calling path costs no lock, only the counters' own atomics.
+  struct table {
+    explicit table(std::size_t capacity) : mask(capacity - 1), slots(new std::atomic<const entry*>[capacity]) {
+      for (std::size_t i = 0; i < capacity; ++i) slots[i].store(nullptr, std::memory_order_relaxed);
     }
-    return add(name);
+    std::size_t mask;
+    std::unique_ptr<std::atomic<const entry*>[]> slots;
+  };
+
+  static const entry* find(const table& t, std::string_view name, std::size_t hash) noexcept {
+    for (std::size_t i = hash & t.mask;; i = (i + 1) & t.mask) {
+      const entry* e = t.slots[i].load(std::memory_order_acquire);
+      if (!e || (e->hash == hash && e->name == name)) return e;
+    }
   }
 
-  std::shared_ptr<function_counters> add(std::string_view name);
+  std::shared_ptr<function_counters> counters_for(std::string_view name) {
+    const std::size_t hash = std::hash<std::string_view>{}(name);
+    if (const entry* e = find(*table_.load(std::memory_order_acquire), name, hash)) return e->counters;
+    return add(name, hash);
+  }
 
-  mutable std::shared_mutex mutex_;
-  map functions_;
+  std::shared_ptr<function_counters> add(std::string_view name, std::size_t hash);
+
+  mutable std::mutex mutex_;                     // adding entries, snapshots
+  std::vector<std::unique_ptr<entry>> entries_;  // in the order added
+  std::vector<std::unique_ptr<table>> tables_;   // the last is current
+  std::atomic<const table*> table_;
 };
 
 }  // namespace patio::detail
