@@ -28,6 +28,7 @@ class category final : public std::error_category {
       case errc::auth_failed: return "authentication failed";
       case errc::connection_lost: return "connection lost";
       case errc::worker_crashed: return "the worker process died";
+      case errc::would_deadlock: return "a blocking call from a thread it would wait for";
     }
     return "unknown patio error";
   }
@@ -59,6 +60,7 @@ void throw_error(errc code, const std::string& message, std::string type_name) {
     case errc::auth_failed: throw auth_error(message);
     case errc::connection_lost: throw connection_error(message);
     case errc::worker_crashed: throw worker_crashed_error(message);
+    case errc::would_deadlock: throw deadlock_error(message);
   }
   throw error(code, message);
 }

@@ -28,6 +28,7 @@ enum class errc {
   auth_failed,       ///< the peer failed authentication
   connection_lost,   ///< the connection carrying the call went away
   worker_crashed,    ///< the worker process running the task died (signal or exit)
+  would_deadlock,    ///< a blocking call was made from a thread it would have to wait for
 };
 
 /// The category of `patio::errc`; its name is "patio".
@@ -95,6 +96,9 @@ PATIO_DETAIL_DEFINE_ERROR(connection_error, connection_lost);
 /// The process running the task died: killed by a signal, or exited. The
 /// message names which, e.g. "killed by signal 11 (Segmentation fault)".
 PATIO_DETAIL_DEFINE_ERROR(worker_crashed_error, worker_crashed);
+/// A blocking call (patio::io_thread) was made from one of the threads that
+/// must run it: it would wait for itself forever, so it fails at once.
+PATIO_DETAIL_DEFINE_ERROR(deadlock_error, would_deadlock);
 
 #undef PATIO_DETAIL_DEFINE_ERROR
 

@@ -12,8 +12,10 @@
 #include <patio/format.hpp>
 #include <patio/function.hpp>
 #include <patio/gather.hpp>
+#include <patio/io_thread.hpp>
 #include <patio/log.hpp>
 #include <patio/memory_broker.hpp>
+#include <patio/metrics.hpp>
 #include <patio/null_executor.hpp>
 #include <patio/process_pool_executor.hpp>
 #include <patio/registry.hpp>

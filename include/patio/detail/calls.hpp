@@ -3,8 +3,11 @@
 
 #include <patio/call_options.hpp>
 #include <patio/codec.hpp>
+#include <patio/detail/call_metrics.hpp>
 #include <patio/detail/invocation.hpp>
+#include <patio/error.hpp>
 #include <patio/function.hpp>
+#include <patio/metrics.hpp>
 #include <patio/registry.hpp>
 
 #include <asio/awaitable.hpp>
@@ -211,14 +214,37 @@ class calls {
     return run<R>(static_cast<Derived*>(this), std::move(inv), options, unknown);
   }
 
+  /// What the calls made through this object did so far, per function:
+  /// calls, errors, timeouts, in flight and a latency histogram (see
+  /// patio/metrics.hpp). Safe from any thread, while calls run.
+  [[nodiscard]] metrics_snapshot metrics() const { return metrics_.snapshot(); }
+
  private:
   template <class R>
   static asio::awaitable<R> run(Derived* self, std::shared_ptr<typed_result<R>> inv, call_options options,
                                 std::exception_ptr early) {
     if (early) std::rethrow_exception(early);
-    co_await self->dispatch(inv, options);
-    co_return inv->take_result();
+    // Touches only the counters once the call is under way: the broker may
+    // be gone by the time a cancelled call ends.
+    auto counted = static_cast<calls*>(self)->metrics_.start(inv->name);
+    try {
+      co_await self->dispatch(inv, options);
+      if constexpr (std::is_void_v<R>) {
+        inv->take_result();
+        counted.succeeded();
+        co_return;
+      } else {
+        R result = inv->take_result();
+        counted.succeeded();
+        co_return result;
+      }
+    } catch (const timeout_error&) {
+      counted.timed_out();
+      throw;
+    }
   }
+
+  call_metrics metrics_;
 };
 
 }  // namespace patio::detail
