@@ -57,6 +57,7 @@ io_thread::io_thread(std::size_t threads)
   }
 }
 
+// NOLINTNEXTLINE(bugprone-exception-escape): stop() throws only on one of its own threads (documented).
 io_thread::~io_thread() { stop(); }
 
 bool io_thread::running_in_this_thread() const noexcept { return current_io_thread == this; }
@@ -66,7 +67,7 @@ bool io_thread::stopped() const {
   return stopped_;
 }
 
-void io_thread::start(std::shared_ptr<detail::blocking_call> call, asio::awaitable<void> task) {
+void io_thread::start(const std::shared_ptr<detail::blocking_call>& call, asio::awaitable<void> task) {
   refuse_from_io_thread("a blocking call");
   // A strand per call, so that stop() can deliver the cancellation on the
   // thread that runs the call's coroutine.

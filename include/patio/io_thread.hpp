@@ -28,6 +28,7 @@
 
 namespace patio {
 
+/// @cond internals
 namespace detail {
 
 /// One blocking call: the waiting thread sleeps on `wake` until `done`.
@@ -50,6 +51,7 @@ template <>
 struct blocking_result<void> : blocking_call {};
 
 }  // namespace detail
+/// @endcond
 
 /// Runs an asio::io_context on background threads so that code which is
 /// not a coroutine (a plain `main`, a legacy thread) can make calls and wait
@@ -76,10 +78,12 @@ struct blocking_result<void> : blocking_call {};
 /// stops it; it must not run on one of its own threads.
 class io_thread {
  public:
-  /// Starts `threads` threads (at least one) running the io_context.
+  /// Starts the threads that run the io_context.
+  /// @param threads how many (at least one).
   explicit io_thread(std::size_t threads = 1);
 
   /// stop().
+  // NOLINTNEXTLINE(bugprone-exception-escape): stop() throws only on one of its own threads, documented to terminate.
   ~io_thread();
 
   io_thread(const io_thread&) = delete;
@@ -87,17 +91,20 @@ class io_thread {
 
   /// The io_context the threads run: construct network brokers on it
   /// (`patio::tcp_client_broker broker{io.executor(), executor}`).
+  /// @returns the io_context, which lives as long as the io_thread.
   [[nodiscard]] asio::io_context& context() noexcept { return context_; }
+  /// @returns the io_context's executor, for brokers and `asio::co_spawn`.
   [[nodiscard]] asio::any_io_executor executor() noexcept { return context_.get_executor(); }
 
-  /// Number of threads running the io_context.
+  /// @returns the number of threads running the io_context.
   [[nodiscard]] std::size_t threads() const noexcept { return thread_count_; }
 
-  /// Whether the calling thread is one of this io_thread's.
+  /// @returns whether the calling thread is one of this io_thread's.
   [[nodiscard]] bool running_in_this_thread() const noexcept;
 
   /// Runs `task` on the io_context and blocks the calling thread until it
   /// finishes.
+  /// @param task the coroutine to run, e.g. `amain(broker)`.
   /// @returns what the task returned.
   /// @throws what the task threw, with its own type; patio::deadlock_error
   /// when called from an io_thread's thread; patio::closed_error after
@@ -117,6 +124,9 @@ class io_thread {
 
   /// Calls `name` through `broker` (any patio broker, or an executor) and
   /// blocks until it ends: `io.call<int>(broker, "add", 2, 3)`.
+  /// @param broker a broker or executor; must outlive the call.
+  /// @param name   the registered name of the function.
+  /// @param args   its arguments.
   /// @returns the result converted to R; a dynamic patio::value by default.
   /// @throws what `co_await broker.call<R>(name, args...)` throws (remote_error,
   /// timeout_error, no_route_error, ...), and what run() throws.
@@ -126,6 +136,11 @@ class io_thread {
   }
 
   /// As above, with per-call options: `io.call<int>(broker, {.timeout = 1s}, "add", 2, 3)`.
+  /// @param broker  a broker or executor; must outlive the call.
+  /// @param options per-call options (call_options::timeout is the call's deadline).
+  /// @param name    the registered name of the function.
+  /// @param args    its arguments.
+  /// @returns the result converted to R.
   template <class R = value, class Broker, class... Args>
   R call(Broker& broker, call_options options, std::string_view name, Args&&... args) {
     return run(broker.template call<R>(options, name, std::forward<Args>(args)...));
@@ -133,11 +148,22 @@ class io_thread {
 
   /// Calls `fn` by the name it is registered under, its arguments checked
   /// at compile time: `io.call(broker, &add, 2, 3)`.
+  /// @param broker a broker or executor; must outlive the call.
+  /// @param fn     a function registered in the broker's registry.
+  /// @param args   its arguments.
+  /// @returns the function's result.
+  /// @throws as call() by name, and patio::unknown_function_error if `fn` is not registered.
   template <class Broker, detail::function_type F, class... Args>
   detail::result_for<F*> call(Broker& broker, F* fn, Args&&... args) {
     return run(broker.call(fn, std::forward<Args>(args)...));
   }
 
+  /// As above, with per-call options: `io.call(broker, {.timeout = 1s}, &add, 2, 3)`.
+  /// @param broker  a broker or executor; must outlive the call.
+  /// @param options per-call options.
+  /// @param fn      a function registered in the broker's registry.
+  /// @param args    its arguments.
+  /// @returns the function's result.
   template <class Broker, detail::function_type F, class... Args>
   detail::result_for<F*> call(Broker& broker, call_options options, F* fn, Args&&... args) {
     return run(broker.call(options, fn, std::forward<Args>(args)...));
@@ -147,10 +173,11 @@ class io_thread {
   /// cancelled and, if they have not ended within `grace`, end with
   /// patio::closed_error anyway; then the io_context stops and the threads
   /// are joined. Idempotent.
+  /// @param grace how long pending calls get to end once cancelled.
   /// @throws patio::deadlock_error from one of this io_thread's threads.
   void stop(std::chrono::milliseconds grace = std::chrono::seconds(1));
 
-  /// Whether stop() was called.
+  /// @returns whether stop() was called.
   [[nodiscard]] bool stopped() const;
 
  private:
@@ -163,7 +190,7 @@ class io_thread {
   }
 
   /// Refuses (deadlock_error, closed_error) or spawns `task` for `call`.
-  void start(std::shared_ptr<detail::blocking_call> call, asio::awaitable<void> task);
+  void start(const std::shared_ptr<detail::blocking_call>& call, asio::awaitable<void> task);
   /// Blocks until `call` is done; rethrows its error.
   void wait(detail::blocking_call& call);
   void finish(const std::shared_ptr<detail::blocking_call>& call, std::exception_ptr error);

@@ -62,10 +62,12 @@ struct function_metrics {
   /// above every bound.
   std::array<std::uint64_t, latency_buckets> latency_counts{};
 
-  /// Calls that ended: succeeded + errors + timeouts.
+  /// @returns the calls that ended: succeeded + errors + timeouts.
   [[nodiscard]] std::uint64_t ended() const noexcept { return succeeded + errors + timeouts; }
 
   /// Adds `other`'s counts to this one's (the name stays).
+  /// @param other the counts to add.
+  /// @returns `*this`.
   function_metrics& operator+=(const function_metrics& other) noexcept;
 };
 
@@ -76,12 +78,14 @@ struct function_metrics {
 /// taken while calls run may be off by the calls ending during it; each
 /// counter on its own only ever grows.
 struct metrics_snapshot {
+  /// One entry per function, sorted by name.
   std::vector<function_metrics> functions{};
 
-  /// The entry for `name`, or nullptr if no call to it was made.
+  /// @param name a function's registered name.
+  /// @returns the entry for `name`, or nullptr if no call to it was made.
   [[nodiscard]] const function_metrics* find(std::string_view name) const noexcept;
 
-  /// Every function's counts added up, named "".
+  /// @returns every function's counts added up, named "".
   [[nodiscard]] function_metrics total() const noexcept;
 };
 
@@ -93,7 +97,9 @@ std::string to_text(const metrics_snapshot& snapshot);
 /// A snapshot and the constant labels that tell it apart from others in one
 /// Prometheus exposition, e.g. `{{"broker", "orders"}}`.
 struct labelled_snapshot {
+  /// Label names and values added to every sample of `snapshot`.
   std::vector<std::pair<std::string, std::string>> labels{};
+  /// The snapshot to expose.
   metrics_snapshot snapshot{};
 };
 

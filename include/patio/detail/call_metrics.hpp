@@ -68,6 +68,9 @@ class call_metrics {
   call_metrics();
   call_metrics(const call_metrics&) = delete;
   call_metrics& operator=(const call_metrics&) = delete;
+  call_metrics(call_metrics&&) = delete;
+  call_metrics& operator=(call_metrics&&) = delete;
+  ~call_metrics() = default;
 
   /// Counts a call to `name` as started.
   [[nodiscard]] call start(std::string_view name) {

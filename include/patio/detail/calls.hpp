@@ -217,6 +217,7 @@ class calls {
   /// What the calls made through this object did so far, per function:
   /// calls, errors, timeouts, in flight and a latency histogram (see
   /// patio/metrics.hpp). Safe from any thread, while calls run.
+  /// @returns a copy of the counters at this moment.
   [[nodiscard]] metrics_snapshot metrics() const { return metrics_.snapshot(); }
 
  private:
