@@ -188,12 +188,19 @@ namespace detail {
 function_metrics function_counters::read(std::string name) const noexcept {
   function_metrics m;
   m.name = std::move(name);
-  // Ends first (acquire), then starts: every end read was started, so
-  // calls >= ended and in flight is never negative.
-  m.succeeded = succeeded.load(std::memory_order_acquire);
-  m.errors = errors.load(std::memory_order_acquire);
-  m.timeouts = timeouts.load(std::memory_order_acquire);
-  m.calls = calls.load(std::memory_order_relaxed);
+  // Starts, then ends (acquire), then starts again, until no call started
+  // in between (a few tries at most): every end read was started, so calls
+  // >= ended, and in flight is what it was at some moment of the read, not
+  // inflated by calls that started and ended while it ran.
+  std::uint64_t before = calls.load(std::memory_order_acquire);
+  for (int attempt = 0;; ++attempt) {
+    m.succeeded = succeeded.load(std::memory_order_acquire);
+    m.errors = errors.load(std::memory_order_acquire);
+    m.timeouts = timeouts.load(std::memory_order_acquire);
+    m.calls = calls.load(std::memory_order_acquire);
+    if (m.calls == before || attempt == 16) break;
+    before = m.calls;
+  }
   m.in_flight = m.calls >= m.ended() ? m.calls - m.ended() : 0;
   m.latency_sum = std::chrono::nanoseconds(latency_ns.load(std::memory_order_relaxed));
   for (std::size_t i = 0; i < latency_buckets; ++i)
