@@ -35,7 +35,7 @@ void set_deadline(detail::invocation& inv, const call_options& options) {
 // ---- executor ---------------------------------------------------------------
 
 asio::awaitable<void> executor::execute(std::shared_ptr<detail::invocation> inv) {
-  inv->caller_executor = co_await asio::this_coro::executor;
+  inv->set_caller_executor(co_await asio::this_coro::executor);
   start(inv);
   co_await inv->async_wait(asio::use_awaitable);
 }
@@ -82,8 +82,12 @@ void task_limiter::spawn(std::shared_ptr<invocation> inv) {
     finished(inv);
     return;
   }
+  auto ex = inv->caller_executor();
+  if (!ex) {  // abandoned since the check above, on another thread
+    finished(inv);
+    return;
+  }
   inv->task_cancellable = true;
-  auto ex = inv->caller_executor;
   auto slot = inv->task_cancel.slot();
   // The task's own coroutine is spawned, and what follows it runs in the
   // completion: one coroutine frame per task, not two.
@@ -100,26 +104,34 @@ void task_limiter::spawn(std::shared_ptr<invocation> inv) {
 }
 
 void task_limiter::finished(const std::shared_ptr<invocation>& inv) {
-  std::shared_ptr<invocation> next;
-  {
-    std::lock_guard lock(mutex_);
-    active_.erase(inv);
-    while (!queue_.empty()) {
-      auto candidate = std::move(queue_.front());
-      queue_.pop_front();
-      // An abandoned or expired call is never started.
-      if (candidate->dead()) continue;
-      next = std::move(candidate);
-      break;
+  auto ended = inv;
+  for (;;) {
+    std::shared_ptr<invocation> next;
+    {
+      std::lock_guard lock(mutex_);
+      active_.erase(ended);
+      while (!queue_.empty()) {
+        auto candidate = std::move(queue_.front());
+        queue_.pop_front();
+        // An abandoned or expired call is never started.
+        if (candidate->dead()) continue;
+        next = std::move(candidate);
+        break;
+      }
+      if (next)
+        active_.insert(next);
+      else
+        --running_;
     }
-    if (next)
-      active_.insert(next);
-    else
-      --running_;
+    if (!next) return;
+    // The next task may belong to a caller on another executor: start it
+    // there, where its cancellation is emitted too.
+    if (auto ex = next->caller_executor()) {
+      detail::post_tracked(ex, [self = shared_from_this(), next] { self->spawn(next); });
+      return;
+    }
+    ended = std::move(next);  // abandoned since the check: it never starts either
   }
-  // The next task may belong to a caller on another executor: start it there,
-  // where its cancellation is emitted too.
-  if (next) detail::post_tracked(next->caller_executor, [self = shared_from_this(), next] { self->spawn(next); });
 }
 
 void task_limiter::shutdown() {
@@ -137,7 +149,9 @@ void task_limiter::shutdown() {
     invocation::fail(std::move(inv), std::move(error));
   }
   for (const auto& inv : active) {
-    detail::post_tracked(inv->caller_executor, [inv] { inv->task_cancel.emit(asio::cancellation_type::terminal); });
+    // An abandoned one (no executor) was cancelled when its caller gave up.
+    if (auto ex = inv->caller_executor())
+      detail::post_tracked(ex, [inv] { inv->task_cancel.emit(asio::cancellation_type::terminal); });
   }
 }
 

@@ -4,6 +4,8 @@
 
 #include <asio/error.hpp>
 
+#include <utility>
+
 namespace patio::detail {
 
 void invocation::start_wait(std::unique_ptr<waiter_base> w, asio::cancellation_slot slot) {
@@ -35,9 +37,13 @@ void invocation::abandon(std::exception_ptr reason) noexcept {
   if (state_ != state::waiting) return;
   state_ = state::abandoned;
   auto w = std::move(waiter_);
+  // What refers to the caller's io_context goes now, here, on it: a worker
+  // thread may drop the last reference to the invocation after that
+  // io_context is gone.
+  const auto caller = std::move(caller_executor_);
   lock.unlock();
   if (task_cancellable) task_cancel.emit(asio::cancellation_type::terminal);
-  if (on_abandon) on_abandon();
+  if (on_abandon) std::exchange(on_abandon, nullptr)();
   deliver(shared_from_this(), std::move(w), std::move(reason));
 }
 

@@ -36,7 +36,9 @@ bool is_operation_aborted(const std::exception_ptr& e) {
 }  // namespace
 
 io_thread::io_thread(std::size_t threads)
-    : work_(std::in_place, context_.get_executor()), thread_count_(std::max<std::size_t>(threads, 1)) {
+    : work_(std::in_place, context_.get_executor()),
+      thread_count_(std::max<std::size_t>(threads, 1)),
+      running_(thread_count_) {
   threads_.reserve(thread_count_);
   for (std::size_t i = 0; i < thread_count_; ++i) {
     threads_.emplace_back([this] {
@@ -53,6 +55,8 @@ io_thread::io_thread(std::size_t threads)
           detail::log(log_level::error, "io_thread", "a handler threw a non-standard exception");
         }
       }
+      std::lock_guard lock(mutex_);
+      if (--running_ == 0) idle_.notify_all();
     });
   }
 }
@@ -85,11 +89,12 @@ void io_thread::start(const std::shared_ptr<detail::blocking_call>& call, asio::
 
 void io_thread::finish(const std::shared_ptr<detail::blocking_call>& call, std::exception_ptr error) {
   std::lock_guard lock(mutex_);
-  if (call->done) return;  // stop() gave up on it already
-  call->done = true;
-  call->error = std::move(error);
+  if (!call->done) {  // else stop() gave up on it, and its caller is gone
+    call->done = true;
+    call->error = std::move(error);
+    call->wake.notify_one();
+  }
   pending_.erase(call);
-  call->wake.notify_one();
   if (pending_.empty()) drained_.notify_all();
 }
 
@@ -104,6 +109,7 @@ void io_thread::wait(detail::blocking_call& call) {
 
 void io_thread::stop(std::chrono::milliseconds grace) {
   refuse_from_io_thread("stop()");
+  const auto deadline = std::chrono::steady_clock::now() + grace;
   {
     std::unique_lock lock(mutex_);
     if (!stopped_) {
@@ -112,22 +118,36 @@ void io_thread::stop(std::chrono::milliseconds grace) {
         call->stopped = true;
         asio::post(*call->strand, [call] { call->cancel.emit(asio::cancellation_type::terminal); });
       }
-      drained_.wait_for(lock, grace, [&] { return pending_.empty(); });
-      // What did not end in time (a coroutine that ignores cancellation)
-      // ends for its waiter now; its frame goes with the io_context.
+      drained_.wait_until(lock, deadline, [&] { return pending_.empty(); });
+      // What did not end in time (a coroutine that ignores cancellation, a
+      // thread pool task that cannot be interrupted) ends for its caller now.
       for (const auto& call : pending_) {
+        if (call->done) continue;
         call->done = true;
         call->error = std::make_exception_ptr(closed_error("patio::io_thread: stopped before the call finished"));
         call->wake.notify_one();
       }
+      if (!pending_.empty())
+        detail::log(log_level::warning, "io_thread",
+                    "{} call(s) did not end within {} ms of their cancellation; their callers got closed_error",
+                    pending_.size(), grace.count());
       pending_.clear();
     }
   }
   std::lock_guard join_lock(join_mutex_);
+  if (joined_) return;
+  // Let what is already under way, such as connections closing, run out
+  // until the deadline; then stop the rest where it stands (its coroutine
+  // frames go with the io_context).
   work_.reset();
+  {
+    std::unique_lock lock(mutex_);
+    idle_.wait_until(lock, deadline, [&] { return running_ == 0; });
+  }
   context_.stop();
   for (auto& t : threads_)
     if (t.joinable()) t.join();
+  joined_ = true;
 }
 
 }  // namespace patio

@@ -338,7 +338,7 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
   };
 
   asio::awaitable<void> dispatch(std::shared_ptr<invocation> inv, call_options options) {
-    inv->caller_executor = co_await asio::this_coro::executor;
+    inv->set_caller_executor(co_await asio::this_coro::executor);
     if (options.timeout) inv->deadline = clock::now() + *options.timeout;
     std::optional<double> timeout_seconds;
     if (options.timeout) timeout_seconds = std::chrono::duration<double>(*options.timeout).count();
@@ -690,7 +690,7 @@ class redis_core : public std::enable_shared_from_this<redis_core> {
         const function* fn = executor_.registry().find(inv->name);
         if (!fn) throw no_route_error(inv->name + ": not offered by this worker");
         inv->target = fn->impl();
-        inv->caller_executor = strand_;
+        inv->set_caller_executor(strand_);
         start_invocation(executor_, inv);
       } catch (...) {
         error = std::current_exception();

@@ -416,7 +416,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
         if (request.timeout_seconds)
           inv->deadline = invocation::clock::now() + std::chrono::duration_cast<invocation::clock::duration>(
                                                          std::chrono::duration<double>(*request.timeout_seconds));
-        inv->caller_executor = core_->strand_;
+        inv->set_caller_executor(core_->strand_);
         start_invocation(core_->executor_, inv);
       } catch (...) {
         error = std::current_exception();
@@ -748,7 +748,7 @@ std::size_t tcp_broker_base::connections() const { return core_->live_count_; }
 
 asio::awaitable<void> tcp_broker_base::dispatch(std::shared_ptr<detail::invocation> inv, call_options options) {
   using clock = detail::invocation::clock;
-  inv->caller_executor = co_await asio::this_coro::executor;
+  inv->set_caller_executor(co_await asio::this_coro::executor);
   if (options.timeout) inv->deadline = clock::now() + *options.timeout;
   std::optional<double> timeout_seconds;
   if (options.timeout) timeout_seconds = std::chrono::duration<double>(*options.timeout).count();

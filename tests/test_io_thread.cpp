@@ -246,17 +246,22 @@ TEST_CASE("stopping an io_thread fails pending calls with closed_error and later
 
   CHECK_THROWS_AS(io->call<std::int64_t>(*side.broker, "times", 1, 2), patio::closed_error);
   io->stop();  // idempotent
+  // The abandoned thread pool task returns after the io_thread is gone: it
+  // must not touch the io_context its caller ran on.
   side.p.release.open();
-  io.reset();  // the destructor after stop() does nothing more
+  io.reset();
+  CHECK(in_flight(*side.broker, "sync_block") == 0);
+  CHECK(in_flight(*side.broker, "sleep_ms") == 0);
 }
 
 TEST_CASE("a coroutine that ignores cancellation does not keep stop() waiting past its grace", "[io_thread]") {
-  patio::io_thread io;
   std::atomic<bool> started_running{false};
   std::atomic<bool> release{false};
+  std::atomic<bool> ended{false};
+  auto io = std::make_unique<patio::io_thread>();
   auto caller = std::async(std::launch::async, [&] {
     return thrown_by([&] {
-      io.run([](std::atomic<bool>* running, std::atomic<bool>* r) -> asio::awaitable<void> {
+      io->run([](std::atomic<bool>* running, std::atomic<bool>* r, std::atomic<bool>* e) -> asio::awaitable<void> {
         *running = true;
         // Polls, and swallows the cancellation.
         co_await asio::this_coro::throw_if_cancelled(false);
@@ -266,16 +271,21 @@ TEST_CASE("a coroutine that ignores cancellation does not keep stop() waiting pa
           std::error_code ignored;
           co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
         }
-      }(&started_running, &release));
+        *e = true;
+      }(&started_running, &release, &ended));
     });
   });
   REQUIRE(soon([&] { return started_running.load(); }));
   const auto started = clock_type::now();
-  io.stop(100ms);
+  io->stop(100ms);
   CHECK(clock_type::now() - started < 5s);
   REQUIRE(caller.wait_for(10s) == std::future_status::ready);
   CHECK(caught<patio::closed_error>(caller.get()));
+  // The io_context stopped with the coroutine in it: it never ran again, and
+  // its frame went with the io_context.
   release = true;
+  io.reset();
+  CHECK_FALSE(ended);
 }
 
 TEST_CASE("an io_thread runs a TCP broker pair for synchronous callers", "[io_thread][tcp]") {

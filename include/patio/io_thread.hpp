@@ -170,10 +170,13 @@ class io_thread {
   }
 
   /// Stops: later blocking calls throw patio::closed_error; pending ones are
-  /// cancelled and, if they have not ended within `grace`, end with
-  /// patio::closed_error anyway; then the io_context stops and the threads
-  /// are joined. Idempotent.
-  /// @param grace how long pending calls get to end once cancelled.
+  /// cancelled and, if they have not ended within `grace`, end for their
+  /// callers with patio::closed_error anyway. Then whatever else runs on the
+  /// io_context (connections closing, say) gets until the same deadline to
+  /// run out before the io_context stops and the threads are joined. What
+  /// still runs then is destroyed with the io_context. Idempotent.
+  /// @param grace how long pending calls, and then the io_context's other
+  ///              work, get to end.
   /// @throws patio::deadlock_error from one of this io_thread's threads.
   void stop(std::chrono::milliseconds grace = std::chrono::seconds(1));
 
@@ -201,8 +204,11 @@ class io_thread {
   std::vector<std::thread> threads_;
 
   std::mutex join_mutex_;  // stop() from two threads joins once
+  bool joined_ = false;
   mutable std::mutex mutex_;
   std::condition_variable drained_;
+  std::condition_variable idle_;  // a thread's run() returned
+  std::size_t running_;           // threads still in run()
   std::unordered_set<std::shared_ptr<detail::blocking_call>> pending_;
   bool stopped_ = false;
 };

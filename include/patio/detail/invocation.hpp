@@ -73,7 +73,19 @@ class invocation : public std::enable_shared_from_this<invocation> {
   clock::time_point deadline = clock::time_point::max();
 
   /// Where the caller waits; coroutine tasks of the async executor run here.
-  asio::any_io_executor caller_executor;
+  /// Set before the invocation is started.
+  void set_caller_executor(asio::any_io_executor ex) {
+    std::lock_guard lock(mutex_);
+    caller_executor_ = std::move(ex);
+  }
+
+  /// The caller's executor, or an empty one once the caller gave up: a worker
+  /// may hold the invocation after the caller's io_context is gone, and must
+  /// not keep it referenced.
+  [[nodiscard]] asio::any_io_executor caller_executor() const {
+    std::lock_guard lock(mutex_);
+    return caller_executor_;
+  }
 
   /// The exact std::tuple type the arguments are held in, or nullptr when
   /// they only exist encoded.
@@ -154,7 +166,7 @@ class invocation : public std::enable_shared_from_this<invocation> {
         [self = shared_from_this()](auto handler) mutable {
           // The slot first: the handler is moved from below.
           auto slot = asio::get_associated_cancellation_slot(handler);
-          self->start_wait(std::make_unique<waiter<decltype(handler)>>(std::move(handler), self->caller_executor),
+          self->start_wait(std::make_unique<waiter<decltype(handler)>>(std::move(handler), self->caller_executor()),
                            slot);
         },
         token);
@@ -172,6 +184,7 @@ class invocation : public std::enable_shared_from_this<invocation> {
                       std::exception_ptr error) noexcept;
 
   mutable std::mutex mutex_;
+  asio::any_io_executor caller_executor_;
   state state_ = state::pending;
   std::unique_ptr<waiter_base> waiter_;
   // The deadline timer belongs to its own pending wait, not to the
