@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The TCP brokers. All state of one broker lives on one strand: its
 // listeners, its connections, the calls it waits for.
+#include <patio/detail/compat.hpp>
 #include <patio/detail/event.hpp>
 #include <patio/detail/frame.hpp>
 #include <patio/detail/handshake.hpp>
@@ -99,7 +100,11 @@ class tcp_core : public std::enable_shared_from_this<tcp_core> {
     if (options_.max_write_buffer < options_.max_payload + frame::header_size)
       throw std::invalid_argument("tcp_options: max_write_buffer must hold a frame of max_payload bytes");
     if (options_.tls) ssl_.emplace(make_ssl_context(*options_.tls, server));
+    if (compat()) compat::check_key(options_.key);
   }
+
+  /// Whether connections speak Python patio's protocol.
+  [[nodiscard]] bool compat() const noexcept { return options_.protocol == tcp_protocol::patio_compat; }
 
   asio::any_io_executor strand_;  // a strand (see make_broker_strand)
   patio::executor& executor_;
@@ -220,6 +225,17 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     do serial_ = frame::next_serial(serial_);
     while (pending_.contains(serial_));  // after a wrap, skip calls still in flight
     const auto serial = serial_;
+    if (core_->compat()) {
+      // Python patio has no CANCEL: an abandoned call's reply is dropped.
+      send_with([&](std::string& out) { compat::append_request_frame(out, serial, *inv, timeout_seconds); });
+      inv->on_abandon = [weak = weak_from_this(), serial, strand = core_->strand_] {
+        detail::post_tracked(strand, [weak, serial] {
+          if (auto self = weak.lock()) self->pending_.erase(serial);
+        });
+      };
+      pending_.emplace(serial, std::move(inv));
+      return;
+    }
     send_with([&](std::string& out) { messages::append_request_frame(out, serial, *inv, timeout_seconds); });
     inv->on_abandon = [weak = weak_from_this(), serial, strand = core_->strand_] {
       detail::post_tracked(strand, [weak, serial] {
@@ -279,7 +295,9 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   asio::awaitable<bool> read_frame(frame::header& h, std::string_view& payload) {
     if (!co_await fill(frame::header_size)) co_return false;
     const auto* header = reinterpret_cast<const unsigned char*>(rbuf_.data() + rpos_);
-    const auto max = authenticated_ ? core_->options_.max_payload : handshake::max_payload;
+    const auto max = authenticated_    ? core_->options_.max_payload
+                     : core_->compat() ? compat::max_handshake_payload
+                                       : handshake::max_payload;
     switch (frame::decode(header, max, authenticated_, h)) {
       case frame::header_error::none: break;
       case frame::header_error::unknown_type:
@@ -339,18 +357,20 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
         co_return false;
       }
     }
-    std::optional<handshake::server> server;
-    std::optional<handshake::client> client;
+    std::variant<handshake::server, handshake::client, compat::server, compat::client> side =
+        handshake::client(core_->options_.key);
     if (role_ == role::server) {
-      server.emplace(core_->options_.key);
-      send(server->start());
-    } else {
-      client.emplace(core_->options_.key);
+      if (core_->compat())
+        send(side.emplace<compat::server>(core_->options_.key).start());
+      else
+        send(side.emplace<handshake::server>(core_->options_.key).start());
+    } else if (core_->compat()) {
+      side.emplace<compat::client>(core_->options_.key);
     }
     frame::header h;
     std::string_view payload;
     while (co_await read_frame(h, payload)) {
-      const auto step = server ? server->on_frame(h, payload) : client->on_frame(h, payload);
+      const auto step = std::visit([&](auto& s) { return s.on_frame(h, payload); }, side);
       if (!step.send.empty()) send(step.send);
       if (step.failed) {
         ending(fmt::format("authentication with {} failed: {}", peer_, step.reason));
@@ -384,7 +404,9 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     running_.erase(serial);
     if (running_.size() < core_->options_.max_in_flight) read_gate_.cancel();
     if (state.cancelled) return;
-    if (error)
+    if (core_->compat())
+      send_with([&](std::string& out) { compat::append_reply_frame(out, serial, inv, std::move(error)); });
+    else if (error)
       send_with([&](std::string& out) { messages::append_error_frame(out, serial, record_of(error)); });
     else
       send_with([&](std::string& out) { messages::append_response_frame(out, serial, inv.result()); });
@@ -471,13 +493,17 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     messages::reply reply;
     std::exception_ptr malformed;
     try {
-      reply = messages::decode_reply(h.kind, payload);
+      reply = core_->compat() ? compat::decode_reply(h.kind, payload) : messages::decode_reply(h.kind, payload);
     } catch (...) {
       malformed = std::current_exception();
     }
     if (malformed) {
       invocation::fail(std::move(inv), malformed);
-      std::rethrow_exception(malformed);  // and the connection closes
+      // A native peer sent what it could not have: the connection closes. A
+      // Python peer may answer with an exception class of its own, which
+      // its own restricted reader would refuse too: only that call fails.
+      if (core_->compat()) return;
+      std::rethrow_exception(malformed);
     }
     set_reply(*inv, reply.ok, reply.result, reply.error);
     invocation::complete(std::move(inv));
@@ -539,7 +565,8 @@ asio::awaitable<tcp_connection::outcome> tcp_connection::run(std::shared_ptr<tcp
     else
       detail::log(log_level::info, component, "connected to {} after {} failed attempts", self->name(),
                   self->failed_attempts_);
-    self->send(messages::discover_request_frame());
+    const bool python = core.compat();
+    self->send(python ? compat::discover_request_frame() : messages::discover_request_frame());
     frame::header h;
     std::string_view payload;
     try {
@@ -547,9 +574,17 @@ asio::awaitable<tcp_connection::outcome> tcp_connection::run(std::shared_ptr<tcp
         co_await self->wait_for_room();
         if (!co_await self->read_frame(h, payload)) break;
         switch (h.kind) {
-          case frame::type::discover_request: self->send(messages::discover_response_frame(core.offered())); break;
-          case frame::type::discover_response: self->discovered(messages::decode_discover_response(payload)); break;
-          case frame::type::request: self->start(h.serial, messages::decode_request(payload)); break;
+          case frame::type::discover_request:
+            self->send(python ? compat::discover_response_frame(core.offered())
+                              : messages::discover_response_frame(core.offered()));
+            break;
+          case frame::type::discover_response:
+            self->discovered(python ? compat::decode_discover_response(payload)
+                                    : messages::decode_discover_response(payload));
+            break;
+          case frame::type::request:
+            self->start(h.serial, python ? compat::decode_request(payload) : messages::decode_request(payload));
+            break;
           case frame::type::cancel: self->cancel(h.serial); break;
           case frame::type::response:
           case frame::type::error: self->on_reply(h, payload); break;

@@ -59,6 +59,19 @@ struct tls_options {
   bool verify_server_name = true;
 };
 
+/// What a TCP broker speaks on its connections.
+enum class tcp_protocol : std::uint8_t {
+  /// patio-cpp's: MessagePack payloads, an HMAC-SHA256 handshake both ways,
+  /// CANCEL of abandoned calls (docs/protocol.md).
+  native,
+  /// Python patio 0.1.4's, byte for byte: pickled payloads and its blake2s
+  /// key handshake, so that Python patio peers call this side and are called
+  /// by it (docs/interop.md). Its handshake can be replayed by whoever
+  /// records one (this side refuses a replayed answer, a Python server does
+  /// not): use TLS with it off loopback. An abandoned call sends no CANCEL.
+  patio_compat,
+};
+
 /// Options of the TCP brokers. Defaults follow patio where it has one.
 struct tcp_options {
   /// The shared key both sides prove they know (HMAC-SHA256 challenge and
@@ -93,6 +106,9 @@ struct tcp_options {
   /// TLS on every connection when set; plain TCP otherwise. The shared key
   /// is checked inside TLS as well.
   std::optional<tls_options> tls{};
+
+  /// The wire protocol. patio_compat takes a key of at most 32 bytes.
+  tcp_protocol protocol = tcp_protocol::native;
 };
 
 /// The calling and serving state shared by both TCP brokers.
