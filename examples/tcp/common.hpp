@@ -144,7 +144,7 @@ struct arguments {
 inline std::string usage(std::string_view name, const program& p) {
   const bool server = p.end == side::listens;
   return fmt::format(
-      "usage: {} [{} HOST:PORT]... [--key KEY] {}{}", name, server ? "--listen" : "--connect",
+      "usage: {} [{} HOST:PORT]... [--key KEY] [--patio-compat] {}{}", name, server ? "--listen" : "--connect",
       server ? "[--tls-cert FILE --tls-key FILE [--tls-ca FILE]]" : "[--tls-ca FILE] [--tls-cert FILE --tls-key FILE]",
       p.timeout ? " [--timeout SECONDS]" : "");
 }
@@ -156,6 +156,7 @@ inline void print_help(std::string_view name, const program& p) {
         "  --listen HOST:PORT   an IP address and port to listen on, repeatable; IPv6 as [::1]:15383\n"
         "                       (default 0.0.0.0:{})\n"
         "  --key KEY            the shared key both sides must know (default: none)\n"
+        "  --patio-compat       speak Python patio 0.1.4's protocol (pickle, its key handshake)\n"
         "  --tls-cert FILE      speak TLS with this certificate chain (PEM) ...\n"
         "  --tls-key FILE       ... and its private key (PEM)\n"
         "  --tls-ca FILE        require client certificates signed by this CA (mutual TLS)\n",
@@ -165,6 +166,7 @@ inline void print_help(std::string_view name, const program& p) {
         "  --connect HOST:PORT  a server to connect to, repeatable; IPv6 as [::1]:15383\n"
         "                       (default 127.0.0.1:{})\n"
         "  --key KEY            the shared key both sides must know (default: none)\n"
+        "  --patio-compat       speak Python patio 0.1.4's protocol (pickle, its key handshake)\n"
         "  --tls-ca FILE        speak TLS; trust servers signed by this CA and named HOST\n"
         "                       (the host of the first --connect)\n"
         "  --tls-cert FILE      present this client certificate (PEM; mutual TLS) ...\n"
@@ -193,6 +195,10 @@ inline arguments parse_command_line(int argc, char** argv, const program& p) {
       print_help(args.name, p);
       std::exit(0);
     }
+    if (flag == "--patio-compat") {
+      args.tcp.protocol = patio::tcp_protocol::patio_compat;
+      continue;
+    }
     const bool known = flag == address_flag || flag == "--key" || flag == "--tls-cert" || flag == "--tls-key" ||
                        flag == "--tls-ca" || (flag == "--timeout" && p.timeout);
     if (!known) usage_error(fmt::format("unknown flag {}", flag));
@@ -220,6 +226,8 @@ inline arguments parse_command_line(int argc, char** argv, const program& p) {
       args.timeout = std::chrono::seconds{seconds};
     }
   }
+  if (args.tcp.protocol == patio::tcp_protocol::patio_compat && args.tcp.key.size() > 32)
+    usage_error("with --patio-compat, --key holds at most 32 bytes (blake2s's limit)");
   if (args.addresses.empty()) args.addresses.push_back({p.end == side::listens ? "0.0.0.0" : "127.0.0.1"});
 
   if (!cert.empty() || !key.empty() || !ca.empty()) {

@@ -8,6 +8,8 @@ that both sides understand each other byte for byte:
                 [--tls-ca CA]] [--call-back]
       listens on 127.0.0.1 (port 0), writes "PORT\\n" to PATH once listening,
       serves until SIGTERM/SIGINT, stdin EOF or a call to goodbye(); exit 0.
+      With --port-file -, it prints "serving on 127.0.0.1:PORT" instead and
+      stops at SIGTERM/SIGINT or goodbye() only.
   patio_peer.py client --port P [--host H] [--key KEY] [--tls-ca CA
                 [--tls-cert C --tls-key K] [--server-name N]]
                 [--expect-refused] [--hostile] [--stay SECONDS]
@@ -713,9 +715,16 @@ def run_server(args):
     server = Server(args.key.encode(), tls=tls, call_back=args.call_back)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: server.stop.set())
-    stop_at_stdin_eof(server.stop)
+    announce = args.port_file == "-"
+    if not announce:
+        stop_at_stdin_eof(server.stop)
     server.start()
-    write_port_file(args.port_file, server.port)
+    if announce:
+        # For examples/tcp/run_pair.sh, which starts servers with stdin closed
+        # and reads the port from their first line.
+        print("serving on 127.0.0.1:%d" % server.port, flush=True)
+    else:
+        write_port_file(args.port_file, server.port)
     log("listening on 127.0.0.1:%d%s" % (server.port, " (TLS)" if tls else ""))
     while not server.stop.wait(POLL_INTERVAL):
         pass
@@ -844,7 +853,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     modes = parser.add_subparsers(dest="mode", required=True)
     server = modes.add_parser("server", help="serve the C++ client's tests")
-    server.add_argument("--port-file", required=True)
+    server.add_argument("--port-file", required=True,
+                        help='where to write the port; "-": print it on stdout and ignore stdin')
     server.add_argument("--call-back", action="store_true", help="call the client's functions")
     client = modes.add_parser("client", help="test the C++ server")
     client.add_argument("--port", type=int, required=True)

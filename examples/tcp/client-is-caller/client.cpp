@@ -4,7 +4,8 @@
 // once, prints [0, 1, 4, ..., 81] and exits. Installed as
 // patio-example-client.
 //
-//   patio-example-client [--connect HOST:PORT]... [--key KEY] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]
+//   patio-example-client [--connect HOST:PORT]... [--key KEY] [--patio-compat] [--tls-ca FILE]
+//                        [--tls-cert FILE --tls-key FILE]
 //                        [--timeout SECONDS]
 #include "common.hpp"
 

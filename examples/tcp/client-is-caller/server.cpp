@@ -3,7 +3,8 @@
 // sleep (on a thread pool) for every client that connects, until SIGINT or
 // SIGTERM. Installed as patio-example-server.
 //
-//   patio-example-server [--listen HOST:PORT]... [--key KEY] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]
+//   patio-example-server [--listen HOST:PORT]... [--key KEY] [--patio-compat]
+//                        [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]
 #include "common.hpp"
 
 #include <patio/patio.hpp>

@@ -4,7 +4,7 @@
 // until SIGINT or SIGTERM, reconnecting whenever the server goes away. Built as
 // patio-example-serving-client.
 //
-//   patio-example-serving-client [--connect HOST:PORT]... [--key KEY]
+//   patio-example-serving-client [--connect HOST:PORT]... [--key KEY] [--patio-compat]
 //                                [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]
 #include "common.hpp"
 

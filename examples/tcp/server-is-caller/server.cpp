@@ -4,7 +4,7 @@
 // calls mul(i, i) for i in 0..9 on it, prints [0, 1, 4, ..., 81] and exits.
 // Built as patio-example-calling-server.
 //
-//   patio-example-calling-server [--listen HOST:PORT]... [--key KEY] [--timeout SECONDS]
+//   patio-example-calling-server [--listen HOST:PORT]... [--key KEY] [--patio-compat] [--timeout SECONDS]
 //                                [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]
 #include "common.hpp"
 
