@@ -43,8 +43,7 @@ std::uint32_t rotr(std::uint32_t x, int n) noexcept { return (x >> n) | (x << (3
 
 class blake2s_state {
  public:
-  blake2s_state(std::string_view key, std::string_view salt) {
-    h_ = blake2s_iv;
+  blake2s_state(std::string_view key, std::string_view salt) : h_(blake2s_iv) {
     // The parameter block: digest length, key length, fanout 1, depth 1; the
     // salt in words 4 and 5.
     h_[0] ^= 0x01010000U ^ (static_cast<std::uint32_t>(key.size()) << 8) ^ digest_size;
