@@ -366,3 +366,29 @@ TEST_CASE("hostile pickles from a Python client get ERROR replies and the connec
   CHECK_THAT(peer.output(), Catch::Contains("ok mul_after_hostile"));
   io.run(server.close());
 }
+
+TEST_CASE("an argument Python cannot hold fails that call only, before it is sent", "[interop][tcp]") {
+  patio::io_thread io;
+  cpp_side server_side;
+  cpp_side client_side;
+  const security s{"a key", "k", false, false};
+  patio::tcp_server_broker server{io.executor(), server_side.executor, options(s, true)};
+  const auto port = server.listen("127.0.0.1", 0);
+  patio::tcp_client_broker client{io.executor(), client_side.executor, options(s, false)};
+  client.connect("127.0.0.1", port);
+
+  // Both sides in this mode: C++ to C++ through pickle.
+  CHECK(io.call<std::int64_t>(client, {.timeout = 10s}, "mul", 2, 3, 7) == 42);
+  CHECK(io.call<std::string>(client, {.timeout = 10s}, "greet", patio::kwargs{{"name", "kw"}}) == "hello, kw");
+  // A str must be UTF-8; an int must fit int64.
+  CHECK_THROWS_AS(io.call(client, {.timeout = 10s}, "echo", std::string("\xff\xfe")), patio::type_mismatch_error);
+  CHECK_THROWS_AS(io.call(client, {.timeout = 10s}, "echo", std::uint64_t{1} << 63), patio::type_mismatch_error);
+  // The connection is unharmed.
+  CHECK(io.call<std::int64_t>(client, {.timeout = 10s}, "mul", 6, 7) == 42);
+  const auto e = thrown<patio::remote_error>([&] { io.call(client, {.timeout = 10s}, "fail", std::string("bad")); });
+  REQUIRE(e);
+  CHECK(e->type_name() == "RuntimeError");  // std::invalid_argument has no Python name
+  CHECK_THAT(e->what(), Catch::Contains("bad"));
+  io.run(client.close());
+  io.run(server.close());
+}
