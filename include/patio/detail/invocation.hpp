@@ -73,11 +73,9 @@ class invocation : public std::enable_shared_from_this<invocation> {
   clock::time_point deadline = clock::time_point::max();
 
   /// Where the caller waits; coroutine tasks of the async executor run here.
-  /// Set before the invocation is started.
-  void set_caller_executor(asio::any_io_executor ex) {
-    std::lock_guard lock(mutex_);
-    caller_executor_ = std::move(ex);
-  }
+  /// Set before the invocation is started (no other thread sees it yet, so
+  /// no lock).
+  void set_caller_executor(asio::any_io_executor ex) noexcept { caller_executor_ = std::move(ex); }
 
   /// The caller's executor, or an empty one once the caller gave up: a worker
   /// may hold the invocation after the caller's io_context is gone, and must
@@ -166,7 +164,9 @@ class invocation : public std::enable_shared_from_this<invocation> {
         [self = shared_from_this()](auto handler) mutable {
           // The slot first: the handler is moved from below.
           auto slot = asio::get_associated_cancellation_slot(handler);
-          self->start_wait(std::make_unique<waiter<decltype(handler)>>(std::move(handler), self->caller_executor()),
+          // Only abandon() clears the caller's executor, and it cannot run before
+          // start_wait(): no lock needed to read it here.
+          self->start_wait(std::make_unique<waiter<decltype(handler)>>(std::move(handler), self->caller_executor_),
                            slot);
         },
         token);
