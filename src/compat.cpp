@@ -155,22 +155,6 @@ std::string frame_of(frame::type kind, std::uint32_t serial, std::string_view pa
   return frame::make(kind, serial, payload.data(), payload.size());
 }
 
-/// Appends a frame whose payload `dump` writes; leaves `out` as it was if
-/// `dump` throws.
-template <class Dump>
-void append_frame(std::string& out, frame::type kind, std::uint32_t serial, Dump&& dump) {
-  const auto start = out.size();
-  out.append(frame::header_size, '\0');
-  try {
-    dump(out);
-  } catch (...) {
-    out.resize(start);
-    throw;
-  }
-  const auto h = frame::encode({kind, static_cast<std::uint32_t>(out.size() - start - frame::header_size), serial});
-  std::memcpy(out.data() + start, h.data(), frame::header_size);
-}
-
 handshake::step fail(std::string reason) {
   return {.send = {}, .done = false, .failed = true, .reason = std::move(reason)};
 }
@@ -297,7 +281,7 @@ void append_request_frame(std::string& out, std::uint32_t serial, invocation& in
   if (const kwargs* kw = inv.keywords())
     for (const auto& item : *kw) request.kwargs.emplace_back(item.name, pickle::from_msgpack(item.value.object()));
   request.timeout = timeout_seconds;
-  append_frame(out, frame::type::request, serial, [&](std::string& o) { pickle::dump(o, request); });
+  frame::append(out, frame::type::request, serial, [&](std::string& o) { pickle::dump(o, request); });
 }
 
 messages::request decode_request(std::string_view payload) {
@@ -327,14 +311,14 @@ void append_reply_frame(std::string& out, std::uint32_t serial, const encoded_in
     try {
       const auto handle = protocol_unpack(inv.result().data(), inv.result().size(), "result");
       const auto result = pickle::from_msgpack(handle.get());
-      append_frame(out, frame::type::response, serial, [&](std::string& o) { pickle::dump(o, result); });
+      frame::append(out, frame::type::response, serial, [&](std::string& o) { pickle::dump(o, result); });
       return;
     } catch (...) {
       error = std::current_exception();  // a result Python cannot hold goes back as its error
     }
   }
   const auto e = pickle::to_exception(record_of(error));
-  append_frame(out, frame::type::error, serial, [&](std::string& o) { pickle::dump(o, e); });
+  frame::append(out, frame::type::error, serial, [&](std::string& o) { pickle::dump(o, e); });
 }
 
 messages::reply decode_reply(frame::type kind, std::string_view payload) {

@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <patio/detail/messages.hpp>
 
-#include <cstring>
-
 namespace patio::detail::messages {
 
 namespace {
@@ -26,22 +24,14 @@ struct string_stream {
   void write(const char* data, std::size_t size) { out.append(data, size); }
 };
 
-/// Appends a frame whose payload `pack` writes: the header first, its size
-/// filled in after. Leaves `out` as it was if `pack` throws.
+/// Appends a frame whose payload `pack` writes through a msgpack packer.
 template <class Pack>
 void append_frame(std::string& out, frame::type kind, std::uint32_t serial, Pack&& pack) {
-  const auto start = out.size();
-  out.append(frame::header_size, '\0');
-  try {
-    string_stream stream{out};
+  frame::append(out, kind, serial, [&](std::string& o) {
+    string_stream stream{o};
     msgpack::packer<string_stream> p(stream);
     pack(p);
-  } catch (...) {
-    out.resize(start);
-    throw;
-  }
-  const auto h = frame::encode({kind, static_cast<std::uint32_t>(out.size() - start - frame::header_size), serial});
-  std::memcpy(out.data() + start, h.data(), frame::header_size);
+  });
 }
 
 void append_raw_frame(std::string& out, frame::type kind, std::uint32_t serial, const char* payload, std::size_t size) {

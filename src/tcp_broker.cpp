@@ -225,21 +225,17 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     do serial_ = frame::next_serial(serial_);
     while (pending_.contains(serial_));  // after a wrap, skip calls still in flight
     const auto serial = serial_;
-    if (core_->compat()) {
-      // Python patio has no CANCEL: an abandoned call's reply is dropped.
-      send_with([&](std::string& out) { compat::append_request_frame(out, serial, *inv, timeout_seconds); });
-      inv->on_abandon = [weak = weak_from_this(), serial, strand = core_->strand_] {
-        detail::post_tracked(strand, [weak, serial] {
-          if (auto self = weak.lock()) self->pending_.erase(serial);
-        });
-      };
-      pending_.emplace(serial, std::move(inv));
-      return;
-    }
-    send_with([&](std::string& out) { messages::append_request_frame(out, serial, *inv, timeout_seconds); });
+    send_with([&](std::string& out) {
+      if (core_->compat())
+        compat::append_request_frame(out, serial, *inv, timeout_seconds);
+      else
+        messages::append_request_frame(out, serial, *inv, timeout_seconds);
+    });
     inv->on_abandon = [weak = weak_from_this(), serial, strand = core_->strand_] {
       detail::post_tracked(strand, [weak, serial] {
-        if (auto self = weak.lock(); self && self->pending_.erase(serial)) self->send(messages::cancel_frame(serial));
+        // Python patio has no CANCEL: there, the late reply is just dropped.
+        if (auto self = weak.lock(); self && self->pending_.erase(serial) && !self->core_->compat())
+          self->send(messages::cancel_frame(serial));
       });
     };
     pending_.emplace(serial, std::move(inv));

@@ -63,7 +63,6 @@ import struct
 import sys
 import threading
 import time
-import types
 import typing
 import uuid
 
@@ -89,25 +88,10 @@ class Kind(enum.IntEnum):
     ERROR = 30
 
 
-def _install_call_request():
-    names = ["patio", "patio.broker", "patio.broker.tcp", "patio.broker.tcp.broker"]
-    for name in names:
-        sys.modules.setdefault(name, types.ModuleType(name))
-
-    @dataclasses.dataclass
-    class CallRequest:
-        func: str
-        args: typing.Tuple[typing.Any, ...]
-        kwargs: typing.Dict[str, typing.Any]
-        timeout: typing.Optional[float] = None
-
-    CallRequest.__module__ = "patio.broker.tcp.broker"
-    CallRequest.__qualname__ = "CallRequest"
-    sys.modules["patio.broker.tcp.broker"].CallRequest = CallRequest
-    return CallRequest
-
-
-CallRequest = _install_call_request()
+# The stand-in patio.broker.tcp.broker.CallRequest dataclass, shared with the
+# pickle tests' vector script one directory up.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pickle_vectors import CallRequest  # noqa: E402
 
 
 class CustomError(Exception):

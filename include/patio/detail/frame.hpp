@@ -69,4 +69,21 @@ header_error decode(const unsigned char* data, std::size_t max_payload, bool aut
 /// A whole frame: header and payload.
 std::string make(type kind, std::uint32_t serial, const void* payload, std::size_t size);
 
+/// Appends a frame to `out` whose payload `write(out)` appends in place: the
+/// header first, its size filled in after. Leaves `out` as it was if `write`
+/// throws.
+template <class Write>
+void append(std::string& out, type kind, std::uint32_t serial, Write&& write) {
+  const auto start = out.size();
+  out.append(header_size, '\0');
+  try {
+    write(out);
+  } catch (...) {
+    out.resize(start);
+    throw;
+  }
+  const auto h = encode({kind, static_cast<std::uint32_t>(out.size() - start - header_size), serial});
+  out.replace(start, header_size, reinterpret_cast<const char*>(h.data()), header_size);
+}
+
 }  // namespace patio::detail::frame
