@@ -275,7 +275,7 @@ void append_request_frame(std::string& out, std::uint32_t serial, invocation& in
                           std::optional<double> timeout_seconds) {
   pickle::call_request request;
   request.func = inv.name;
-  msgpack::zone zone(zone_chunk_size);
+  lazy_zone zone;
   const auto args = pickle::from_msgpack(inv.args_object(zone));
   request.args = args.items();
   if (const kwargs* kw = inv.keywords())

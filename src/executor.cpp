@@ -34,16 +34,18 @@ void set_deadline(detail::invocation& inv, const call_options& options) {
 
 // ---- executor ---------------------------------------------------------------
 
+// Neither is a coroutine of its own: the caller's coroutine awaits the
+// invocation directly (a frame less per call, each).
 asio::awaitable<void> executor::execute(std::shared_ptr<detail::invocation> inv) {
-  inv->set_caller_executor(co_await asio::this_coro::executor);
-  start(inv);
-  co_await inv->async_wait(asio::use_awaitable);
+  auto& target = *inv;
+  return target.async_run([this](std::shared_ptr<detail::invocation> started) { start(std::move(started)); },
+                          asio::use_awaitable);
 }
 
 asio::awaitable<void> executor::dispatch(std::shared_ptr<detail::invocation> inv, call_options options) {
   inv->target = registry_.at(inv->name).impl();
   set_deadline(*inv, options);
-  co_await execute(std::move(inv));
+  return execute(std::move(inv));
 }
 
 // ---- task_limiter -----------------------------------------------------------
@@ -54,6 +56,31 @@ void start_invocation(executor& ex, std::shared_ptr<invocation> inv) { ex.start(
 
 task_limiter::task_limiter(std::size_t max_running, std::size_t max_queue)
     : max_running_(std::max<std::size_t>(max_running, 1)), max_queue_(max_queue) {}
+
+task_limiter::~task_limiter() {
+  // Tasks whose completion never ran (their io_context went first).
+  while (active_) unlink(*active_).reset();
+}
+
+void task_limiter::link(std::shared_ptr<invocation> inv) noexcept {
+  auto* node = inv.get();
+  node->running_self_ = std::move(inv);
+  node->running_prev_ = nullptr;
+  node->running_next_ = active_;
+  if (active_) active_->running_prev_ = node;
+  active_ = node;
+}
+
+std::shared_ptr<invocation> task_limiter::unlink(invocation& inv) noexcept {
+  if (!inv.running_self_) return nullptr;  // not in the list
+  if (inv.running_prev_)
+    inv.running_prev_->running_next_ = inv.running_next_;
+  else
+    active_ = inv.running_next_;
+  if (inv.running_next_) inv.running_next_->running_prev_ = inv.running_prev_;
+  inv.running_prev_ = inv.running_next_ = nullptr;
+  return std::move(inv.running_self_);
+}
 
 void task_limiter::start(std::shared_ptr<invocation> inv) {
   {
@@ -69,7 +96,7 @@ void task_limiter::start(std::shared_ptr<invocation> inv) {
       return;
     }
     ++running_;
-    active_.insert(inv);
+    link(inv);
   }
   spawn(std::move(inv));
 }
@@ -78,12 +105,8 @@ void task_limiter::spawn(std::shared_ptr<invocation> inv) {
   // A queued call may have been abandoned between finished() taking it and
   // this post running: it must still never start. (Both this and abandon()
   // run on the caller's executor, so nothing slips in after the check.)
-  if (inv->dead()) {
-    finished(inv);
-    return;
-  }
-  auto ex = inv->caller_executor();
-  if (!ex) {  // abandoned since the check above, on another thread
+  auto ex = inv->executor_if_alive();
+  if (!ex) {
     finished(inv);
     return;
   }
@@ -94,22 +117,26 @@ void task_limiter::spawn(std::shared_ptr<invocation> inv) {
   auto task = inv->target->invoke_async(inv);
   asio::co_spawn(
       ex, std::move(task),
-      asio::bind_cancellation_slot(slot, [self = shared_from_this(), inv = std::move(inv)](std::exception_ptr e) {
+      asio::bind_cancellation_slot(slot, [self = shared_from_this(), inv = std::move(inv)](std::exception_ptr e) mutable {
         if (e && !inv->has_error()) inv->set_error(std::move(e));
         // A task cancelled by shutdown failed because of it, not of its own accord.
         if (inv->has_error() && self->is_shut_down()) inv->set_error(shut_down_error(inv->name));
-        invocation::complete(std::shared_ptr<invocation>(inv));  // on the caller's executor: a copy is fine
         self->finished(inv);
+        // This runs on the caller's executor, after the task's coroutine
+        // ended (posted by co_spawn, or at the end of the task's own
+        // coroutine): the caller may resume right here.
+        invocation::complete_here(std::move(inv));
       }));
 }
 
 void task_limiter::finished(const std::shared_ptr<invocation>& inv) {
   auto ended = inv;
   for (;;) {
+    std::shared_ptr<invocation> released;  // dropped outside the lock
     std::shared_ptr<invocation> next;
     {
       std::lock_guard lock(mutex_);
-      active_.erase(ended);
+      released = unlink(*ended);
       while (!queue_.empty()) {
         auto candidate = std::move(queue_.front());
         queue_.pop_front();
@@ -119,7 +146,7 @@ void task_limiter::finished(const std::shared_ptr<invocation>& inv) {
         break;
       }
       if (next)
-        active_.insert(next);
+        link(next);
       else
         --running_;
     }
@@ -136,13 +163,13 @@ void task_limiter::finished(const std::shared_ptr<invocation>& inv) {
 
 void task_limiter::shutdown() {
   std::deque<std::shared_ptr<invocation>> queued;
-  std::unordered_set<std::shared_ptr<invocation>> active;
+  std::vector<std::shared_ptr<invocation>> active;
   {
     std::lock_guard lock(mutex_);
     if (shut_down_) return;
     shut_down_ = true;
     queued.swap(queue_);
-    active = active_;
+    for (auto* node = active_; node; node = node->running_next_) active.push_back(node->running_self_);
   }
   for (auto& inv : queued) {
     auto error = shut_down_error(inv->name);

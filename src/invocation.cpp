@@ -8,7 +8,7 @@
 
 namespace patio::detail {
 
-void invocation::start_wait(std::unique_ptr<waiter_base> w, asio::cancellation_slot slot) {
+void invocation::start_wait(waiter_ptr w, asio::cancellation_slot slot) {
   std::unique_lock lock(mutex_);
   if (state_ == state::done) {
     lock.unlock();
@@ -30,6 +30,11 @@ void invocation::start_wait(std::unique_ptr<waiter_base> w, asio::cancellation_s
       self->abandon(std::make_exception_ptr(std::system_error(asio::error::operation_aborted)));
     });
   }
+}
+
+void invocation::refused() noexcept {
+  std::lock_guard lock(mutex_);
+  state_ = state::done;
 }
 
 void invocation::abandon(std::exception_ptr reason) noexcept {
@@ -56,18 +61,47 @@ void invocation::complete(std::shared_ptr<invocation>&& self) noexcept {
   if (w) deliver(std::move(self), std::move(w), nullptr);
 }
 
-void invocation::deliver(std::shared_ptr<invocation> self, std::unique_ptr<waiter_base> w,
-                         std::exception_ptr error) noexcept {
-  // Always through the caller's executor: the caller resumes there, never
-  // inside the task's stack or on a worker thread, and the timer and the
-  // cancellation slot are only touched there.
-  // (The executor first: the handler below takes `w`.)
-  const auto ex = w->executor();
-  post_tracked(ex, [self = std::move(self), w = std::move(w), error = std::move(error)]() mutable {
-    if (auto timer = self->timer_.lock()) timer->timer.cancel();
-    if (self->slot_.is_connected()) self->slot_.clear();
-    w->complete(std::move(error));
-  });
+void invocation::complete_here(std::shared_ptr<invocation>&& self) noexcept {
+  std::unique_lock lock(self->mutex_);
+  if (self->state_ == state::abandoned || self->state_ == state::done) return;
+  self->state_ = state::done;
+  auto w = std::move(self->waiter_);
+  // Here is the caller's executor; its waiter is normally there too.
+  const bool here = w && w->executor() == self->caller_executor_;
+  lock.unlock();
+  if (w) deliver(std::move(self), std::move(w), nullptr, here);
+}
+
+namespace {
+
+/// What resumes a caller. The waiter may live inside the invocation: it is
+/// destroyed before the invocation (members go in reverse order).
+struct delivery {
+  std::shared_ptr<invocation> self;
+  waiter_ptr w;
+  std::exception_ptr error;
+};
+
+}  // namespace
+
+void invocation::deliver(std::shared_ptr<invocation> self, waiter_ptr w, std::exception_ptr error,
+                         bool here) noexcept {
+  // Through the caller's executor: the caller resumes there, never inside
+  // the task's stack or on a worker thread, and the timer and the
+  // cancellation slot are only touched there. `here` says this already is
+  // that place.
+  const auto resume = [](delivery& d) {
+    if (auto timer = d.self->timer_.lock()) timer->timer.cancel();
+    if (d.self->slot_.is_connected()) d.self->slot_.clear();
+    d.w->complete(std::move(d.error));
+  };
+  if (here) {
+    delivery d{std::move(self), std::move(w), std::move(error)};
+    resume(d);
+    return;
+  }
+  const auto ex = w->executor();  // before `w` moves into the handler
+  post_tracked(ex, [resume, d = delivery{std::move(self), std::move(w), std::move(error)}]() mutable { resume(d); });
 }
 
 }  // namespace patio::detail

@@ -42,7 +42,8 @@ asio::awaitable<void> memory_broker::dispatch(std::shared_ptr<detail::invocation
   if (!fn) throw no_route_error(inv->name + ": no function by this name in the broker's registry");
   inv->target = fn->impl();
   if (options.timeout) inv->deadline = detail::invocation::clock::now() + *options.timeout;
-  co_await executor_.execute(std::move(inv));
+  // Not a coroutine: the caller awaits the executor's operation directly.
+  return executor_.execute(std::move(inv));
 }
 
 }  // namespace patio

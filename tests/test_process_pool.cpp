@@ -421,7 +421,7 @@ TEST_CASE("worker protocol: frames and messages decode as encoded and bad input 
   const auto decoded = wp::decode_request(request.data(), request.size());
   CHECK(decoded.id == 7);
   CHECK(decoded.invocation->name == "mul");
-  msgpack::zone zone;
+  patio::detail::lazy_zone zone;
   CHECK(patio::value(decoded.invocation->args_object(zone)).to_string() == "[1, 2]");
   REQUIRE(decoded.invocation->keywords());
   CHECK(decoded.invocation->keywords()->get<std::string>("k") == "v");

@@ -8,9 +8,11 @@
 #include <cstddef>
 #include <initializer_list>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 /// Opts a struct into the codec: its listed members travel as a MessagePack
@@ -37,6 +39,53 @@ concept encodable =
 /// msgpack-cxx's default (8 KiB) would cost a large allocation per call; a
 /// zone grows by itself when a payload needs more.
 inline constexpr std::size_t zone_chunk_size = 256;
+
+/// A zone made on first use: a call whose arguments or result already have
+/// the right types, or arrive in a zone of their own, never needs one (and
+/// a zone allocates its first chunk as it is made).
+/// The first array of objects asked for (a call's few arguments) comes from
+/// a buffer inside it.
+class lazy_zone {
+ public:
+  lazy_zone() = default;
+  lazy_zone(const lazy_zone&) = delete;
+  lazy_zone& operator=(const lazy_zone&) = delete;
+
+  msgpack::zone& get() {
+    if (!zone_) zone_.emplace(zone_chunk_size);
+    return *zone_;
+  }
+
+  /// Room for `n` objects (nil), valid as long as this zone.
+  msgpack::object* objects(std::size_t n) {
+    msgpack::object* out = nullptr;
+    if (n <= inline_objects && !buffer_used_) {
+      buffer_used_ = true;
+      out = reinterpret_cast<msgpack::object*>(buffer_);
+    } else {
+      out = static_cast<msgpack::object*>(
+          get().allocate_align(sizeof(msgpack::object) * n, MSGPACK_ZONE_ALIGNOF(msgpack::object)));
+    }
+    for (std::size_t i = 0; i < n; ++i) new (out + i) msgpack::object();
+    return out;
+  }
+
+  /// `v` as an object: numbers need no memory, anything else is copied
+  /// into the zone.
+  template <class T>
+  msgpack::object object(const T& v) {
+    if constexpr (std::is_arithmetic_v<T>)
+      return msgpack::object(v);
+    else
+      return msgpack::object(v, get());
+  }
+
+ private:
+  static constexpr std::size_t inline_objects = 8;
+  bool buffer_used_ = false;
+  alignas(msgpack::object) std::byte buffer_[inline_objects * sizeof(msgpack::object)];
+  std::optional<msgpack::zone> zone_;
+};
 }  // namespace detail
 /// @endcond
 

@@ -152,7 +152,7 @@ T make_param(const msgpack::object_array& args, const kwargs* keywords, std::siz
 /// moved when the caller's types match exactly, else converted one by one.
 /// @throws patio::bad_arguments_error naming function, position and types.
 template <class... P>
-std::tuple<std::decay_t<P>...> decode_args(invocation& inv, msgpack::zone& zone) {
+std::tuple<std::decay_t<P>...> decode_args(invocation& inv, lazy_zone& zone) {
   using tuple_t = std::tuple<std::decay_t<P>...>;
   if (inv.args_type() == type_of<tuple_t>()) return std::move(*static_cast<tuple_t*>(inv.typed_args()));
 
@@ -244,7 +244,7 @@ class function_impl<F, Traits, std::tuple<P...>> final : public function_base {
           std::make_exception_ptr(executor_refused_error(inv.name + ": a coroutine cannot run synchronously")));
     } else {
       try {
-        msgpack::zone zone(zone_chunk_size);
+        lazy_zone zone;
         auto args = decode_args<P...>(inv, zone);
         if constexpr (std::is_void_v<result>) {
           try {
@@ -275,7 +275,7 @@ class function_impl<F, Traits, std::tuple<P...>> final : public function_base {
       invoke(*inv);
       co_return;
     } else {
-      msgpack::zone zone(zone_chunk_size);
+      lazy_zone zone;
       std::optional<std::tuple<std::decay_t<P>...>> args;
       try {
         args.emplace(decode_args<P...>(*inv, zone));

@@ -34,11 +34,11 @@ void set_reply(invocation& inv, bool ok, const msgpack::object& result, const er
 /// array) and its keyword arguments (a map, empty when none).
 template <class Stream>
 void pack_call(msgpack::packer<Stream>& p, invocation& inv) {
-  msgpack::zone zone(zone_chunk_size);
+  lazy_zone zone;
   p.pack(inv.name);
   p.pack(inv.args_object(zone));
   if (const kwargs* kw = inv.keywords())
-    p.pack(kwargs_object(*kw, zone));
+    p.pack(kwargs_object(*kw, zone.get()));
   else
     p.pack_map(0);
 }
@@ -66,7 +66,7 @@ class encoded_invocation final : public invocation {
 
   [[nodiscard]] type_id args_type() const noexcept override { return nullptr; }
   void* typed_args() noexcept override { return nullptr; }
-  msgpack::object args_object(msgpack::zone&) const override { return args_; }
+  msgpack::object args_object(lazy_zone&) const override { return args_; }
   [[nodiscard]] const kwargs* keywords() const noexcept override { return keywords_.empty() ? nullptr : &keywords_; }
 
   [[nodiscard]] type_id result_type() const noexcept override { return nullptr; }

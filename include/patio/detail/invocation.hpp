@@ -12,6 +12,7 @@
 #include <asio/steady_timer.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -26,6 +27,7 @@
 namespace patio::detail {
 
 class function_base;
+class task_limiter;
 
 /// A completion waiting for an invocation, with its handler type erased.
 class waiter_base {
@@ -48,6 +50,18 @@ class waiter final : public waiter_base {
   Handler handler_;
   asio::any_io_executor executor_;
 };
+
+/// Destroys a waiter: in place (in its invocation's storage), or on the heap.
+struct waiter_deleter {
+  bool in_place = false;
+  void operator()(waiter_base* w) const noexcept {
+    if (in_place)
+      w->~waiter_base();
+    else
+      delete w;
+  }
+};
+using waiter_ptr = std::unique_ptr<waiter_base, waiter_deleter>;
 
 /// One call on its way through an executor: the arguments, the slot for the
 /// result, and the rendezvous between the side that runs the task and the
@@ -92,8 +106,9 @@ class invocation : public std::enable_shared_from_this<invocation> {
   /// The held argument tuple (of args_type()), to be moved from once.
   virtual void* typed_args() noexcept = 0;
 
-  /// The positional arguments as a MessagePack array, allocated in `zone`.
-  virtual msgpack::object args_object(msgpack::zone& zone) const = 0;
+  /// The positional arguments as a MessagePack array, allocated in `zone`
+  /// if they need memory of their own.
+  virtual msgpack::object args_object(lazy_zone& zone) const = 0;
 
   /// The keyword arguments, or nullptr when there are none.
   [[nodiscard]] virtual const kwargs* keywords() const noexcept = 0;
@@ -121,11 +136,22 @@ class invocation : public std::enable_shared_from_this<invocation> {
     return state_ == state::abandoned;
   }
 
-  [[nodiscard]] bool expired() const noexcept { return clock::now() >= deadline; }
+  [[nodiscard]] bool expired() const noexcept {
+    return deadline != clock::time_point::max() && clock::now() >= deadline;
+  }
 
   /// Nobody waits for it any more, or its deadline passed: it must never
   /// start, nor hold a place in a queue.
   [[nodiscard]] bool dead() const noexcept { return abandoned() || expired(); }
+
+  /// The caller's executor if the invocation may still start (not
+  /// abandoned, not expired), else an empty one: dead() and
+  /// caller_executor() under one lock.
+  [[nodiscard]] asio::any_io_executor executor_if_alive() const {
+    if (expired()) return {};
+    std::lock_guard lock(mutex_);
+    return caller_executor_;
+  }
 
   /// Called once by the executing side after the result or error is set.
   ///
@@ -134,6 +160,11 @@ class invocation : public std::enable_shared_from_this<invocation> {
   /// carry) is released on the caller's side, never under a caller that is
   /// still reading it.
   static void complete(std::shared_ptr<invocation>&& self) noexcept;
+
+  /// Like complete(), called on the caller's executor outside of anything
+  /// the caller may be inside of (the top of a handler): the caller resumes
+  /// at once, in this call, instead of in a handler posted for it.
+  static void complete_here(std::shared_ptr<invocation>&& self) noexcept;
 
   /// Like complete(), with an error that the executing side raised before
   /// running anything (a refusal, a shutdown).
@@ -166,8 +197,31 @@ class invocation : public std::enable_shared_from_this<invocation> {
           auto slot = asio::get_associated_cancellation_slot(handler);
           // Only abandon() clears the caller's executor, and it cannot run before
           // start_wait(): no lock needed to read it here.
-          self->start_wait(std::make_unique<waiter<decltype(handler)>>(std::move(handler), self->caller_executor_),
-                           slot);
+          auto w = self->make_waiter(std::move(handler), self->caller_executor_);
+          self->start_wait(std::move(w), slot);
+        },
+        token);
+  }
+
+  /// Starts the invocation with `start(self)` and waits for it: as
+  /// set_caller_executor() (the awaiting handler's executor), the start,
+  /// then async_wait(), in one asynchronous operation. An exception thrown
+  /// by `start` completes the wait with it.
+  template <class Start, class CompletionToken>
+  auto async_run(Start start, CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, void(std::exception_ptr)>(
+        [self = shared_from_this(), start = std::move(start)](auto handler) mutable {
+          auto slot = asio::get_associated_cancellation_slot(handler);
+          // Not started yet: nobody else sees the invocation, no lock.
+          self->caller_executor_ = asio::get_associated_executor(handler);
+          try {
+            start(std::shared_ptr<invocation>(self));
+          } catch (...) {
+            self->set_error(std::current_exception());
+            self->refused();
+          }
+          auto w = self->make_waiter(std::move(handler), self->caller_executor_);
+          self->start_wait(std::move(w), slot);
         },
         token);
   }
@@ -178,15 +232,43 @@ class invocation : public std::enable_shared_from_this<invocation> {
  private:
   enum class state { pending, waiting, done, abandoned };
 
-  void start_wait(std::unique_ptr<waiter_base> w, asio::cancellation_slot slot);
+  /// The waiter for `handler`, in the invocation's own storage when it fits
+  /// (an invocation is waited for once): no allocation for the usual
+  /// completion handlers.
+  template <class Handler>
+  waiter_ptr make_waiter(Handler handler, const asio::any_io_executor& fallback) {
+    using type = waiter<Handler>;
+    if constexpr (sizeof(type) <= waiter_storage_size && alignof(type) <= alignof(std::max_align_t)) {
+      if (!waiter_storage_used_) {
+        waiter_storage_used_ = true;
+        return waiter_ptr(new (waiter_storage_) type(std::move(handler), fallback), waiter_deleter{true});
+      }
+    }
+    return waiter_ptr(new type(std::move(handler), fallback), waiter_deleter{false});
+  }
+
+  void start_wait(waiter_ptr w, asio::cancellation_slot slot);
+  void refused() noexcept;
   void abandon(std::exception_ptr reason) noexcept;
-  static void deliver(std::shared_ptr<invocation> self, std::unique_ptr<waiter_base> w,
-                      std::exception_ptr error) noexcept;
+  static void deliver(std::shared_ptr<invocation> self, waiter_ptr w, std::exception_ptr error,
+                      bool here = false) noexcept;
+
+  static constexpr std::size_t waiter_storage_size = 160;
+
+  // task_limiter's list of running tasks, under its mutex: the list holds
+  // each task it links (running_self_).
+  friend class task_limiter;
+  std::shared_ptr<invocation> running_self_;
+  invocation* running_prev_ = nullptr;
+  invocation* running_next_ = nullptr;
 
   mutable std::mutex mutex_;
   asio::any_io_executor caller_executor_;
   state state_ = state::pending;
-  std::unique_ptr<waiter_base> waiter_;
+  bool waiter_storage_used_ = false;
+  // Before waiter_, which may live in it and is destroyed first.
+  alignas(std::max_align_t) std::byte waiter_storage_[waiter_storage_size];
+  waiter_ptr waiter_;
   // The deadline timer belongs to its own pending wait, not to the
   // invocation: a worker may hold the invocation after the caller's
   // io_context is gone, and a timer must not outlive its io_context.
@@ -276,16 +358,18 @@ class local_invocation final : public typed_result<R> {
   }
   void* typed_args() noexcept override { return &args_; }
   /// A varargs argument is spread into the array, as Python's `*args` is.
-  msgpack::object args_object(msgpack::zone& zone) const override {
+  msgpack::object args_object(lazy_zone& lazy) const override {
     const std::size_t count = std::apply([](const auto&... a) { return (std::size_t{0} + ... + width(a)); }, args_);
     msgpack::object out;
     out.type = msgpack::type::ARRAY;
     out.via.array.size = static_cast<std::uint32_t>(count);
-    out.via.array.ptr = count == 0 ? nullptr
-                                   : static_cast<msgpack::object*>(zone.allocate_align(
-                                         sizeof(msgpack::object) * count, MSGPACK_ZONE_ALIGNOF(msgpack::object)));
+    if (count == 0) {
+      out.via.array.ptr = nullptr;
+      return out;
+    }
+    out.via.array.ptr = lazy.objects(count);
     std::size_t i = 0;
-    std::apply([&](const auto&... a) { (put(out.via.array.ptr, i, a, zone), ...); }, args_);
+    std::apply([&](const auto&... a) { (put(out.via.array.ptr, i, a, lazy), ...); }, args_);
     return out;
   }
 
@@ -301,13 +385,13 @@ class local_invocation final : public typed_result<R> {
   }
 
   template <class T>
-  static void put(msgpack::object* out, std::size_t& i, const T& a, msgpack::zone& zone) {
+  static void put(msgpack::object* out, std::size_t& i, const T& a, lazy_zone& zone) {
     if constexpr (is_varargs<T>) {
-      for (const auto& element : a) out[i++] = msgpack::object(element, zone);
+      for (const auto& element : a) out[i++] = zone.object(element);
     } else if constexpr (is_kwargs<T>) {
       // travels apart, as the keyword map
     } else {
-      out[i++] = msgpack::object(a, zone);
+      out[i++] = zone.object(a);
     }
   }
 
