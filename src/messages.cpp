@@ -18,12 +18,6 @@ std::string frame_of(frame::type kind, std::uint32_t serial, const msgpack::sbuf
   return frame::make(kind, serial, payload.data(), payload.size());
 }
 
-/// A msgpack stream that appends to a std::string.
-struct string_stream {
-  std::string& out;
-  void write(const char* data, std::size_t size) { out.append(data, size); }
-};
-
 /// Appends a frame whose payload `pack` writes through a msgpack packer.
 template <class Pack>
 void append_frame(std::string& out, frame::type kind, std::uint32_t serial, Pack&& pack) {
@@ -122,11 +116,11 @@ request decode_request(std::string_view payload) {
   return out;
 }
 
-std::string response_frame(std::uint32_t serial, const msgpack::sbuffer& packed_result) {
-  return frame_of(frame::type::response, serial, packed_result);
+std::string response_frame(std::uint32_t serial, std::string_view packed_result) {
+  return frame::make(frame::type::response, serial, packed_result.data(), packed_result.size());
 }
 
-void append_response_frame(std::string& out, std::uint32_t serial, const msgpack::sbuffer& packed_result) {
+void append_response_frame(std::string& out, std::uint32_t serial, std::string_view packed_result) {
   append_raw_frame(out, frame::type::response, serial, packed_result.data(), packed_result.size());
 }
 

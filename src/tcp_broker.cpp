@@ -288,13 +288,28 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   ///
   /// Reads as much as the socket holds into one buffer and takes frames from
   /// it, so a burst of frames costs one read, not two per frame.
+  [[nodiscard]] std::size_t max_payload() const {
+    return authenticated_    ? core_->options_.max_payload
+           : core_->compat() ? compat::max_handshake_payload
+                             : handshake::max_payload;
+  }
+
+  /// The next frame if the buffer holds all of it and its header is good;
+  /// else false, and read_frame() reads (or says what is wrong).
+  bool next_buffered_frame(frame::header& h, std::string_view& payload) {
+    if (rend_ - rpos_ < frame::header_size) return false;
+    const auto* header = reinterpret_cast<const unsigned char*>(rbuf_.data() + rpos_);
+    if (frame::decode(header, max_payload(), authenticated_, h) != frame::header_error::none) return false;
+    if (rend_ - rpos_ < frame::header_size + h.payload_size) return false;
+    payload = std::string_view(rbuf_.data() + rpos_ + frame::header_size, h.payload_size);
+    rpos_ += frame::header_size + h.payload_size;
+    return true;
+  }
+
   asio::awaitable<bool> read_frame(frame::header& h, std::string_view& payload) {
     if (!co_await fill(frame::header_size)) co_return false;
     const auto* header = reinterpret_cast<const unsigned char*>(rbuf_.data() + rpos_);
-    const auto max = authenticated_    ? core_->options_.max_payload
-                     : core_->compat() ? compat::max_handshake_payload
-                                       : handshake::max_payload;
-    switch (frame::decode(header, max, authenticated_, h)) {
+    switch (frame::decode(header, max_payload(), authenticated_, h)) {
       case frame::header_error::none: break;
       case frame::header_error::unknown_type:
         ending(fmt::format("{} sent an unknown packet type {}", peer_, header[0]));
@@ -389,17 +404,12 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   }
 
   /// A request from the peer that runs on this side.
-  struct running {
-    asio::cancellation_signal cancel;
-    bool cancelled = false;  // by the peer's CANCEL, or the connection's end: nobody wants the reply
-  };
-
   /// The peer's request `serial` is over: its reply goes out unless the
   /// peer gave up on it.
-  void finished(std::uint32_t serial, const running& state, encoded_invocation& inv, std::exception_ptr error) {
+  void finished(std::uint32_t serial, encoded_invocation& inv, std::exception_ptr error) {
     running_.erase(serial);
     if (running_.size() < core_->options_.max_in_flight) read_gate_.cancel();
-    if (state.cancelled) return;
+    if (inv.peer_cancelled) return;
     if (core_->compat())
       send_with([&](std::string& out) { compat::append_reply_frame(out, serial, inv, std::move(error)); });
     else if (error)
@@ -420,10 +430,9 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   /// Starts running a REQUEST from the peer. Its reply is sent from the
   /// completion of its wait, on the strand: no coroutine of its own.
   void start(std::uint32_t serial, messages::request request) {
-    auto state = std::make_shared<running>();
-    if (!running_.emplace(serial, state).second)
-      throw protocol_error(fmt::format("serial {} reused while its request still runs", serial));
     auto inv = std::move(request.invocation);
+    if (!running_.emplace(serial, inv).second)
+      throw protocol_error(fmt::format("serial {} reused while its request still runs", serial));
     std::exception_ptr error = inv->error();
     if (!error) {
       try {
@@ -441,18 +450,17 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
       }
     }
     if (error) {
-      finished(serial, *state, *inv, std::move(error));
+      finished(serial, *inv, std::move(error));
       return;
     }
-    // The slot first: `state` is moved into the handler below.
-    auto slot = state->cancel.slot();
+    auto slot = inv->peer_cancel.slot();
     auto& target = *inv;
-    target.async_wait(asio::bind_cancellation_slot(slot, [self = shared_from_this(), serial, state = std::move(state),
-                                                          inv = std::move(inv)](std::exception_ptr e) {
-      // A wait that ended early (timeout, cancellation) says why; a
-      // finished task leaves its error, if any, in the invocation.
-      self->finished(serial, *state, *inv, e ? std::move(e) : inv->error());
-    }));
+    target.async_wait(asio::bind_cancellation_slot(
+        slot, [self = shared_from_this(), serial, inv = std::move(inv)](std::exception_ptr e) {
+          // A wait that ended early (timeout, cancellation) says why; a
+          // finished task leaves its error, if any, in the invocation.
+          self->finished(serial, *inv, e ? std::move(e) : inv->error());
+        }));
   }
 
   /// The peer gave up on `serial` (a CANCEL), or the connection ended (all).
@@ -460,17 +468,19 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     if (const auto it = running_.find(serial); it != running_.end()) cancel(*it->second);
   }
   void cancel_all() {
-    for (auto& [serial, state] : std::unordered_map(running_)) cancel(*state);
+    for (auto& [serial, inv] : std::unordered_map(running_)) cancel(*inv);
   }
-  static void cancel(running& r) {
-    if (r.cancelled) return;
-    r.cancelled = true;
-    r.cancel.emit(asio::cancellation_type::terminal);
+  static void cancel(encoded_invocation& inv) {
+    if (inv.peer_cancelled) return;
+    inv.peer_cancelled = true;
+    inv.peer_cancel.emit(asio::cancellation_type::terminal);
   }
 
   /// Waits while max_in_flight requests run.
+  [[nodiscard]] bool at_capacity() const { return !closed_ && running_.size() >= core_->options_.max_in_flight; }
+
   asio::awaitable<void> wait_for_room() {
-    while (!closed_ && running_.size() >= core_->options_.max_in_flight) {
+    while (at_capacity()) {
       read_gate_.expires_at(asio::steady_timer::time_point::max());
       std::error_code ignored;
       co_await read_gate_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
@@ -541,7 +551,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   static constexpr std::size_t keep_write_capacity = 1024 * 1024;
   std::uint32_t serial_ = 0;
   std::unordered_map<std::uint32_t, std::shared_ptr<invocation>> pending_;  // our calls, by serial
-  std::unordered_map<std::uint32_t, std::shared_ptr<running>> running_;     // the peer's calls, by serial
+  std::unordered_map<std::uint32_t, std::shared_ptr<encoded_invocation>> running_;     // the peer's calls, by serial
   std::unordered_set<std::string> names_;                                   // what the peer executes
   bool live_ = false;
 
@@ -567,8 +577,11 @@ asio::awaitable<tcp_connection::outcome> tcp_connection::run(std::shared_ptr<tcp
     std::string_view payload;
     try {
       for (;;) {
-        co_await self->wait_for_room();
-        if (!co_await self->read_frame(h, payload)) break;
+        // Both without a coroutine in the usual case (room, and frames
+        // already read in a batch): a coroutine frame each costs more
+        // than the frame's work.
+        if (self->at_capacity()) co_await self->wait_for_room();
+        if (!self->next_buffered_frame(h, payload) && !co_await self->read_frame(h, payload)) break;
         switch (h.kind) {
           case frame::type::discover_request:
             self->send(python ? compat::discover_response_frame(core.offered())

@@ -35,6 +35,13 @@ void no_null_bytes(msgpack::object& o) noexcept {
   }
 }
 
+/// Whether a MessagePack value starting with `lead` is a number, a bool or
+/// nil: a value that owns no memory.
+constexpr bool is_scalar(unsigned char lead) noexcept {
+  return lead <= 0x7f || lead >= 0xe0 || lead == 0xc0 || lead == 0xc2 || lead == 0xc3 ||
+         (lead >= 0xca && lead <= 0xd3);
+}
+
 }  // namespace
 
 error_record record_of(std::exception_ptr error) {
@@ -69,10 +76,18 @@ void set_reply(invocation& inv, bool ok, const msgpack::object& result, const er
 
 msgpack::object_handle protocol_unpack(const char* data, std::size_t size, std::string_view what) {
   try {
+    // msgpack-cxx's v1 parser keeps its stack inside itself; the default
+    // (v2) one allocates two vectors a parse. Same limits, same objects.
+    if (size > 0 && is_scalar(static_cast<unsigned char>(data[0]))) {
+      // A lone number, bool or nil needs no memory: no zone of its own.
+      static thread_local msgpack::zone untouched(0);
+      const msgpack::object o = msgpack::v1::unpack(untouched, data, size, nullptr, nullptr, unpack_limits(size));
+      return msgpack::object_handle(o, nullptr);
+    }
     // A zone sized for the payload, not msgpack's default 8 KiB: most
     // payloads are small, and the zone grows when one is not.
     auto zone = std::make_unique<msgpack::zone>(std::clamp<std::size_t>(2 * size + 128, 256, 8192));
-    msgpack::object o = msgpack::unpack(*zone, data, size, nullptr, nullptr, unpack_limits(size));
+    msgpack::object o = msgpack::v1::unpack(*zone, data, size, nullptr, nullptr, unpack_limits(size));
     no_null_bytes(o);
     return msgpack::object_handle(o, std::move(zone));
   } catch (const std::exception& e) {
@@ -150,7 +165,7 @@ msgpack::sbuffer encode_request(std::uint64_t id, invocation& inv) {
   return out;
 }
 
-msgpack::sbuffer encode_result(std::uint64_t id, const msgpack::sbuffer& packed_result) {
+msgpack::sbuffer encode_result(std::uint64_t id, std::string_view packed_result) {
   msgpack::sbuffer out;
   msgpack::packer<msgpack::sbuffer> p(out);
   p.pack_array(3);

@@ -428,7 +428,7 @@ TEST_CASE("worker protocol: frames and messages decode as encoded and bad input 
 
   msgpack::sbuffer six;
   msgpack::pack(six, 6);
-  const auto result = wp::encode_result(7, six);
+  const auto result = wp::encode_result(7, std::string_view(six.data(), six.size()));
   const auto r = wp::decode_reply(result.data(), result.size());
   CHECK(r.ok);
   CHECK(r.id == 7);

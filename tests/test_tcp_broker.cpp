@@ -431,7 +431,7 @@ TEST_CASE("tcp: request serials on the wire cross the wrap from 4294967294 to 1"
         if (p->header.kind == frame::type::request) {
           msgpack::sbuffer result;
           msgpack::pack(result, p->header.serial);
-          co_await write_bytes(raw, messages::response_frame(p->header.serial, result));
+          co_await write_bytes(raw, messages::response_frame(p->header.serial, {result.data(), result.size()}));
         } else if (p->header.kind == frame::type::response || p->header.kind == frame::type::error) {
           replies.push_back(std::move(*p));
         }

@@ -177,8 +177,8 @@ void deliver_result(invocation& inv, R& result) {
   if (inv.result_type() == type_of<R>()) {
     inv.set_typed_result(&result);
   } else {
-    msgpack::zone zone(zone_chunk_size);
-    inv.set_object_result(msgpack::object(result, zone));
+    lazy_zone zone;
+    inv.set_object_result(zone.object(result));
   }
 }
 

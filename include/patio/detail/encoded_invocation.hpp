@@ -56,6 +56,12 @@ T protocol_field(const msgpack::object& o, std::string_view what) {
   }
 }
 
+/// A msgpack stream that appends to a std::string.
+struct string_stream {
+  std::string& out;
+  void write(const char* data, std::size_t size) { out.append(data, size); }
+};
+
 /// An invocation that arrived encoded (from another process or machine):
 /// arguments are a MessagePack array in its own zone, the result is packed
 /// into `result` for the way back.
@@ -73,18 +79,25 @@ class encoded_invocation final : public invocation {
   void set_typed_result(void*) override {}
   void set_object_result(const msgpack::object& result) override {
     result_.clear();
-    msgpack::pack(result_, result);
+    string_stream stream{result_};
+    msgpack::pack(stream, result);
   }
 
   /// The packed result, valid when error() is null.
-  [[nodiscard]] const msgpack::sbuffer& result() const noexcept { return result_; }
+  [[nodiscard]] std::string_view result() const noexcept { return result_; }
   [[nodiscard]] std::exception_ptr error() const noexcept { return error_; }
+
+  /// For the broker that received it: cancels its wait when the peer gives
+  /// up (a CANCEL, or the connection's end), which it records: nobody
+  /// wants the reply then.
+  asio::cancellation_signal peer_cancel;
+  bool peer_cancelled = false;
 
  private:
   msgpack::object_handle request_;
   msgpack::object args_;
   kwargs keywords_;
-  msgpack::sbuffer result_{128};  // most results are small: not msgpack's 8 KiB at once
+  std::string result_;  // a small result (a number) needs no allocation
 };
 
 }  // namespace patio::detail

@@ -36,8 +36,8 @@ struct request {
 request decode_request(std::string_view payload);
 
 /// RESPONSE: the packed result as it is.
-std::string response_frame(std::uint32_t serial, const msgpack::sbuffer& packed_result);
-void append_response_frame(std::string& out, std::uint32_t serial, const msgpack::sbuffer& packed_result);
+std::string response_frame(std::uint32_t serial, std::string_view packed_result);
+void append_response_frame(std::string& out, std::uint32_t serial, std::string_view packed_result);
 
 /// ERROR: [errc, type name, message].
 std::string error_frame(std::uint32_t serial, const error_record& error);

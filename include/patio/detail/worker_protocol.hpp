@@ -35,7 +35,7 @@ std::string frame(const msgpack::sbuffer& payload);
 
 msgpack::sbuffer encode_hello(std::int64_t pid);
 msgpack::sbuffer encode_request(std::uint64_t id, invocation& inv);
-msgpack::sbuffer encode_result(std::uint64_t id, const msgpack::sbuffer& packed_result);
+msgpack::sbuffer encode_result(std::uint64_t id, std::string_view packed_result);
 msgpack::sbuffer encode_error(std::uint64_t id, const error_record& error);
 
 struct hello {
