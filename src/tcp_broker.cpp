@@ -10,6 +10,8 @@
 #include <patio/log.hpp>
 #include <patio/tcp_broker.hpp>
 
+#include "recycling_map.hpp"
+
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
@@ -136,7 +138,7 @@ class tcp_core : public std::enable_shared_from_this<tcp_core> {
   static asio::awaitable<void> connect_loop(std::shared_ptr<tcp_core> self, std::string host, std::uint16_t port);
 };
 
-class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
+class tcp_connection final : public std::enable_shared_from_this<tcp_connection>, public abandon_listener {
  public:
   enum class role { server, client };
 
@@ -231,14 +233,19 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
       else
         messages::append_request_frame(out, serial, *inv, timeout_seconds);
     });
-    inv->on_abandon = [weak = weak_from_this(), serial, strand = core_->strand_] {
-      detail::post_tracked(strand, [weak, serial] {
-        // Python patio has no CANCEL: there, the late reply is just dropped.
-        if (auto self = weak.lock(); self && self->pending_.erase(serial) && !self->core_->compat())
-          self->send(messages::cancel_frame(serial));
-      });
-    };
+    inv->listener = weak_from_this();
+    inv->abandon_tag = serial;
     pending_.emplace(serial, std::move(inv));
+  }
+
+  /// The caller of `tag` (a serial) gave up: a CANCEL follows, on the strand.
+  void abandoned(std::uint64_t tag) noexcept override {
+    const auto serial = static_cast<std::uint32_t>(tag);
+    detail::post_tracked(core_->strand_, [weak = weak_from_this(), serial] {
+      // Python patio has no CANCEL: there, the late reply is just dropped.
+      if (auto self = weak.lock(); self && self->pending_.erase(serial) && !self->core_->compat())
+        self->send(messages::cancel_frame(serial));
+    });
   }
 
   bool offers(const std::string& name) const { return names_.contains(name); }
@@ -431,7 +438,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   /// completion of its wait, on the strand: no coroutine of its own.
   void start(std::uint32_t serial, messages::request request) {
     auto inv = std::move(request.invocation);
-    if (!running_.emplace(serial, inv).second)
+    if (!running_.emplace(serial, inv))
       throw protocol_error(fmt::format("serial {} reused while its request still runs", serial));
     std::exception_ptr error = inv->error();
     if (!error) {
@@ -468,7 +475,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     if (const auto it = running_.find(serial); it != running_.end()) cancel(*it->second);
   }
   void cancel_all() {
-    for (auto& [serial, inv] : std::unordered_map(running_)) cancel(*inv);
+    for (const auto& [serial, inv] : std::unordered_map(running_.entries())) cancel(*inv);
   }
   static void cancel(encoded_invocation& inv) {
     if (inv.peer_cancelled) return;
@@ -494,8 +501,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
                   h.serial);
       return;
     }
-    auto inv = std::move(it->second);
-    pending_.erase(it);
+    auto inv = pending_.take(it);
     messages::reply reply;
     std::exception_ptr malformed;
     try {
@@ -550,8 +556,8 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   std::string writing_buf_;  // the write under way
   static constexpr std::size_t keep_write_capacity = 1024 * 1024;
   std::uint32_t serial_ = 0;
-  std::unordered_map<std::uint32_t, std::shared_ptr<invocation>> pending_;  // our calls, by serial
-  std::unordered_map<std::uint32_t, std::shared_ptr<encoded_invocation>> running_;     // the peer's calls, by serial
+  recycling_map<std::uint32_t, std::shared_ptr<invocation>> pending_;  // our calls, by serial
+  recycling_map<std::uint32_t, std::shared_ptr<encoded_invocation>> running_;     // the peer's calls, by serial
   std::unordered_set<std::string> names_;                                   // what the peer executes
   bool live_ = false;
 
@@ -632,8 +638,7 @@ void tcp_core::ended(const std::shared_ptr<tcp_connection>& c) {
   // Its callers are gone: their tasks stop where the executor can stop them.
   c->cancel_all();
   // Calls in flight on it fail now, not at their timeout.
-  auto pending = std::move(c->pending_);
-  c->pending_.clear();
+  auto pending = c->pending_.release();
   for (auto& [serial, inv] : pending) {
     auto error = std::make_exception_ptr(
         connection_error(fmt::format("{}: the connection to {} was lost", inv->name, c->peer_)));

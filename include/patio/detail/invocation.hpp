@@ -51,6 +51,18 @@ class waiter final : public waiter_base {
   asio::any_io_executor executor_;
 };
 
+/// Told when the caller of an invocation gives up: a broker that sent the
+/// call somewhere (a TCP connection) tells the other side.
+class abandon_listener {
+ public:
+  /// Runs once, on the caller's executor; `tag` is the invocation's
+  /// abandon_tag (which call it was).
+  virtual void abandoned(std::uint64_t tag) noexcept = 0;
+
+ protected:
+  ~abandon_listener() = default;
+};
+
 /// Destroys a waiter: in place (in its invocation's storage), or on the heap.
 struct waiter_deleter {
   bool in_place = false;
@@ -182,6 +194,12 @@ class invocation : public std::enable_shared_from_this<invocation> {
   /// executors that stop a task another way (the process pool kills it).
   /// Set before the invocation is started.
   std::function<void()> on_abandon;
+
+  /// Like on_abandon, without an allocation per call: `listener`, if it
+  /// still exists, is told `abandon_tag` once, on the caller's executor,
+  /// when the caller gives up. Set before the invocation is started.
+  std::weak_ptr<abandon_listener> listener;
+  std::uint64_t abandon_tag = 0;
 
   /// Waits for completion. Completes with no error when the result is
   /// ready, else with the task's error, a patio::timeout_error at the
