@@ -32,6 +32,10 @@ void invocation::start_wait(waiter_ptr w, asio::cancellation_slot slot) {
   }
 }
 
+void invocation::cancel_wait() noexcept {
+  abandon(std::make_exception_ptr(std::system_error(asio::error::operation_aborted)));
+}
+
 void invocation::refused() noexcept {
   std::lock_guard lock(mutex_);
   state_ = state::done;

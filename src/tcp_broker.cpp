@@ -460,14 +460,12 @@ class tcp_connection final : public std::enable_shared_from_this<tcp_connection>
       finished(serial, *inv, std::move(error));
       return;
     }
-    auto slot = inv->peer_cancel.slot();
     auto& target = *inv;
-    target.async_wait(asio::bind_cancellation_slot(
-        slot, [self = shared_from_this(), serial, inv = std::move(inv)](std::exception_ptr e) {
-          // A wait that ended early (timeout, cancellation) says why; a
-          // finished task leaves its error, if any, in the invocation.
-          self->finished(serial, *inv, e ? std::move(e) : inv->error());
-        }));
+    target.async_wait([self = shared_from_this(), serial, inv = std::move(inv)](std::exception_ptr e) {
+      // A wait that ended early (timeout, cancel_wait()) says why; a
+      // finished task leaves its error, if any, in the invocation.
+      self->finished(serial, *inv, e ? std::move(e) : inv->error());
+    });
   }
 
   /// The peer gave up on `serial` (a CANCEL), or the connection ended (all).
@@ -480,7 +478,7 @@ class tcp_connection final : public std::enable_shared_from_this<tcp_connection>
   static void cancel(encoded_invocation& inv) {
     if (inv.peer_cancelled) return;
     inv.peer_cancelled = true;
-    inv.peer_cancel.emit(asio::cancellation_type::terminal);
+    inv.cancel_wait();
   }
 
   /// Waits while max_in_flight requests run.

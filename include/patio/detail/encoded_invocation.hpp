@@ -87,10 +87,8 @@ class encoded_invocation final : public invocation {
   [[nodiscard]] std::string_view result() const noexcept { return result_; }
   [[nodiscard]] std::exception_ptr error() const noexcept { return error_; }
 
-  /// For the broker that received it: cancels its wait when the peer gives
-  /// up (a CANCEL, or the connection's end), which it records: nobody
-  /// wants the reply then.
-  asio::cancellation_signal peer_cancel;
+  /// For the broker that received it: the peer gave up (a CANCEL, or the
+  /// connection's end), nobody wants the reply.
   bool peer_cancelled = false;
 
  private:

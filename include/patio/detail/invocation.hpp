@@ -221,6 +221,11 @@ class invocation : public std::enable_shared_from_this<invocation> {
         token);
   }
 
+  /// Ends the wait as cancelling it would (asio::error::operation_aborted),
+  /// without a cancellation slot: for a broker that holds the invocation.
+  /// On the waiter's executor; nothing happens unless it waits.
+  void cancel_wait() noexcept;
+
   /// Starts the invocation with `start(self)` and waits for it: as
   /// set_caller_executor() (the awaiting handler's executor), the start,
   /// then async_wait(), in one asynchronous operation. An exception thrown
