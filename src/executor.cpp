@@ -110,6 +110,15 @@ void task_limiter::spawn(std::shared_ptr<invocation> inv) {
     finished(inv);
     return;
   }
+  if (!inv->target->is_coroutine()) {
+    // A plain function runs to its end here, on the caller's executor, as
+    // its coroutine would (co_spawn starts a task at once on the executor
+    // it is on), without the coroutine: nothing could stop it halfway.
+    inv->target->invoke(*inv);
+    finished(inv);
+    invocation::complete(std::move(inv));  // the caller resumes in a handler of its own
+    return;
+  }
   inv->task_cancellable = true;
   auto slot = inv->task_cancel.slot();
   // The task's own coroutine is spawned, and what follows it runs in the
