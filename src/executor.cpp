@@ -124,18 +124,18 @@ void task_limiter::spawn(std::shared_ptr<invocation> inv) {
   // The task's own coroutine is spawned, and what follows it runs in the
   // completion: one coroutine frame per task, not two.
   auto task = inv->target->invoke_async(inv);
-  asio::co_spawn(
-      ex, std::move(task),
-      asio::bind_cancellation_slot(slot, [self = shared_from_this(), inv = std::move(inv)](std::exception_ptr e) mutable {
-        if (e && !inv->has_error()) inv->set_error(std::move(e));
-        // A task cancelled by shutdown failed because of it, not of its own accord.
-        if (inv->has_error() && self->is_shut_down()) inv->set_error(shut_down_error(inv->name));
-        self->finished(inv);
-        // This runs on the caller's executor, after the task's coroutine
-        // ended (posted by co_spawn, or at the end of the task's own
-        // coroutine): the caller may resume right here.
-        invocation::complete_here(std::move(inv));
-      }));
+  asio::co_spawn(ex, std::move(task),
+                 asio::bind_cancellation_slot(
+                     slot, [self = shared_from_this(), inv = std::move(inv)](std::exception_ptr e) mutable {
+                       if (e && !inv->has_error()) inv->set_error(std::move(e));
+                       // A task cancelled by shutdown failed because of it, not of its own accord.
+                       if (inv->has_error() && self->is_shut_down()) inv->set_error(shut_down_error(inv->name));
+                       self->finished(inv);
+                       // This runs on the caller's executor, after the task's coroutine
+                       // ended (posted by co_spawn, or at the end of the task's own
+                       // coroutine): the caller may resume right here.
+                       invocation::complete_here(std::move(inv));
+                     }));
 }
 
 void task_limiter::finished(const std::shared_ptr<invocation>& inv) {

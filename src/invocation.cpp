@@ -89,8 +89,7 @@ struct delivery {
 
 }  // namespace
 
-void invocation::deliver(std::shared_ptr<invocation> self, waiter_ptr w, std::exception_ptr error,
-                         bool here) noexcept {
+void invocation::deliver(std::shared_ptr<invocation> self, waiter_ptr w, std::exception_ptr error, bool here) noexcept {
   // Through the caller's executor: the caller resumes there, never inside
   // the task's stack or on a worker thread, and the timer and the
   // cancellation slot are only touched there. `here` says this already is

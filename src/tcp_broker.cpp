@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The TCP brokers. All state of one broker lives on one strand: its
 // listeners, its connections, the calls it waits for.
+#include "recycling_map.hpp"
+
 #include <patio/detail/compat.hpp>
 #include <patio/detail/event.hpp>
 #include <patio/detail/frame.hpp>
@@ -9,8 +11,6 @@
 #include <patio/detail/post.hpp>
 #include <patio/log.hpp>
 #include <patio/tcp_broker.hpp>
-
-#include "recycling_map.hpp"
 
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
@@ -290,11 +290,7 @@ class tcp_connection final : public std::enable_shared_from_this<tcp_connection>
       asio::async_write(std::get<tls_stream>(stream_), asio::buffer(writing_buf_), std::move(written));
   }
 
-  /// Reads one frame; false ends the connection (logged). `payload` points
-  /// into the read buffer and is valid until the next read.
-  ///
-  /// Reads as much as the socket holds into one buffer and takes frames from
-  /// it, so a burst of frames costs one read, not two per frame.
+  /// The largest payload a frame may carry now.
   [[nodiscard]] std::size_t max_payload() const {
     return authenticated_    ? core_->options_.max_payload
            : core_->compat() ? compat::max_handshake_payload
@@ -313,6 +309,11 @@ class tcp_connection final : public std::enable_shared_from_this<tcp_connection>
     return true;
   }
 
+  /// Reads one frame; false ends the connection (logged). `payload` points
+  /// into the read buffer and is valid until the next read.
+  ///
+  /// Reads as much as the socket holds into one buffer and takes frames from
+  /// it, so a burst of frames costs one read, not two per frame.
   asio::awaitable<bool> read_frame(frame::header& h, std::string_view& payload) {
     if (!co_await fill(frame::header_size)) co_return false;
     const auto* header = reinterpret_cast<const unsigned char*>(rbuf_.data() + rpos_);
@@ -410,7 +411,6 @@ class tcp_connection final : public std::enable_shared_from_this<tcp_connection>
     co_return false;
   }
 
-  /// A request from the peer that runs on this side.
   /// The peer's request `serial` is over: its reply goes out unless the
   /// peer gave up on it.
   void finished(std::uint32_t serial, encoded_invocation& inv, std::exception_ptr error) {
@@ -554,9 +554,9 @@ class tcp_connection final : public std::enable_shared_from_this<tcp_connection>
   std::string writing_buf_;  // the write under way
   static constexpr std::size_t keep_write_capacity = 1024 * 1024;
   std::uint32_t serial_ = 0;
-  recycling_map<std::uint32_t, std::shared_ptr<invocation>> pending_;  // our calls, by serial
-  recycling_map<std::uint32_t, std::shared_ptr<encoded_invocation>> running_;     // the peer's calls, by serial
-  std::unordered_set<std::string> names_;                                   // what the peer executes
+  recycling_map<std::uint32_t, std::shared_ptr<invocation>> pending_;          // our calls, by serial
+  recycling_map<std::uint32_t, std::shared_ptr<encoded_invocation>> running_;  // the peer's calls, by serial
+  std::unordered_set<std::string> names_;                                      // what the peer executes
   bool live_ = false;
 
   friend class tcp_core;

@@ -308,9 +308,9 @@ TEST_CASE("a lone number, bool or nil is read as msgpack-cxx reads it, and a cut
   for (const std::uint64_t v : {0ULL, 1ULL, 127ULL, 128ULL, 255ULL, 256ULL, 65535ULL, 65536ULL, 4294967295ULL,
                                 4294967296ULL, 18446744073709551615ULL})
     add(v);
-  for (const std::int64_t v : std::initializer_list<std::int64_t>{-1, -32, -33, -128, -129, -32768, -32769,
-                                                                   -2147483648LL, -2147483649LL,
-                                                                   std::numeric_limits<std::int64_t>::min()})
+  for (const std::int64_t v :
+       std::initializer_list<std::int64_t>{-1, -32, -33, -128, -129, -32768, -32769, -2147483648LL, -2147483649LL,
+                                           std::numeric_limits<std::int64_t>::min()})
     add(v);
   add(true);
   add(false);
@@ -320,9 +320,10 @@ TEST_CASE("a lone number, bool or nil is read as msgpack-cxx reads it, and a cut
   add(2.25);
   add(-1e300);
   // Signed encodings of values >= 0, which msgpack-cxx's packer never makes.
-  for (const std::string& raw : {std::string("\xd0\x05", 2), std::string("\xd1\x00\x80", 3),
-                                std::string("\xd2\x00\x00\x00\x01", 5), std::string("\xd3\x00\x00\x00\x00\x00\x00\x00\x07", 9),
-                                std::string("\xd0\x80", 2), std::string("\xd3\xff\xff\xff\xff\xff\xff\xff\xfe", 9)}) {
+  for (const std::string& raw :
+       {std::string("\xd0\x05", 2), std::string("\xd1\x00\x80", 3), std::string("\xd2\x00\x00\x00\x01", 5),
+        std::string("\xd3\x00\x00\x00\x00\x00\x00\x00\x07", 9), std::string("\xd0\x80", 2),
+        std::string("\xd3\xff\xff\xff\xff\xff\xff\xff\xfe", 9)}) {
     encoded.emplace_back();
     encoded.back().write(raw.data(), raw.size());
   }
@@ -333,7 +334,8 @@ TEST_CASE("a lone number, bool or nil is read as msgpack-cxx reads it, and a cut
     CHECK(mine.get().type == theirs.get().type);
     CHECK(mine.get() == theirs.get());
     // Cut short: refused with a protocol error, as msgpack-cxx refuses it.
-    for (std::size_t n = 1; n < b.size(); ++n) CHECK_THROWS_AS(protocol_unpack(b.data(), n, "test"), patio::protocol_error);
+    for (std::size_t n = 1; n < b.size(); ++n)
+      CHECK_THROWS_AS(protocol_unpack(b.data(), n, "test"), patio::protocol_error);
   }
   CHECK_THROWS_AS(protocol_unpack("", 0, "test"), patio::protocol_error);
 }
