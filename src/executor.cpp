@@ -37,9 +37,9 @@ void set_deadline(detail::invocation& inv, const call_options& options) {
 // Neither is a coroutine of its own: the caller's coroutine awaits the
 // invocation directly (a frame less per call, each).
 asio::awaitable<void> executor::execute(std::shared_ptr<detail::invocation> inv) {
-  auto& target = *inv;
-  return target.async_run([this](std::shared_ptr<detail::invocation> started) { start(std::move(started)); },
-                          asio::use_awaitable);
+  return detail::invocation::async_run(
+      std::move(inv), [this](std::shared_ptr<detail::invocation> started) { start(std::move(started)); },
+      asio::use_awaitable);
 }
 
 asio::awaitable<void> executor::dispatch(std::shared_ptr<detail::invocation> inv, call_options options) {

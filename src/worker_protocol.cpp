@@ -70,7 +70,7 @@ bool read_scalar(const char* data, std::size_t size, msgpack::object& out) {
     out.via.u64 = lead;
   } else if (lead >= 0xe0) {
     out.type = msgpack::type::NEGATIVE_INTEGER;
-    out.via.i64 = static_cast<std::int8_t>(lead);
+    out.via.i64 = static_cast<std::int64_t>(lead) - 256;  // negative fixint: 111xxxxx
   } else if (lead == 0xc0) {
     out.type = msgpack::type::NIL;
   } else if (lead == 0xc2 || lead == 0xc3) {

@@ -42,14 +42,16 @@ inline constexpr std::size_t zone_chunk_size = 256;
 
 /// A zone made on first use: a call whose arguments or result already have
 /// the right types, or arrive in a zone of their own, never needs one (and
-/// a zone allocates its first chunk as it is made).
-/// The first array of objects asked for (a call's few arguments) comes from
-/// a buffer inside it.
+/// a zone allocates its first chunk as it is made). The first array of
+/// objects asked for (a call's few arguments) comes from a buffer inside it.
 class lazy_zone {
  public:
   lazy_zone() = default;
   lazy_zone(const lazy_zone&) = delete;
   lazy_zone& operator=(const lazy_zone&) = delete;
+  lazy_zone(lazy_zone&&) = delete;
+  lazy_zone& operator=(lazy_zone&&) = delete;
+  ~lazy_zone() = default;
 
   msgpack::zone& get() {
     if (!zone_) zone_.emplace(zone_chunk_size);
@@ -83,7 +85,7 @@ class lazy_zone {
  private:
   static constexpr std::size_t inline_objects = 8;
   bool buffer_used_ = false;
-  alignas(msgpack::object) std::byte buffer_[inline_objects * sizeof(msgpack::object)];
+  alignas(msgpack::object) std::byte buffer_[inline_objects * sizeof(msgpack::object)]{};
   std::optional<msgpack::zone> zone_;
 };
 }  // namespace detail

@@ -55,12 +55,16 @@ class waiter final : public waiter_base {
 /// call somewhere (a TCP connection) tells the other side.
 class abandon_listener {
  public:
+  abandon_listener() = default;
+  abandon_listener(const abandon_listener&) = delete;
+  abandon_listener& operator=(const abandon_listener&) = delete;
+  abandon_listener(abandon_listener&&) = delete;
+  abandon_listener& operator=(abandon_listener&&) = delete;
+  virtual ~abandon_listener() = default;
+
   /// Runs once, on the caller's executor; `tag` is the invocation's
   /// abandon_tag (which call it was).
   virtual void abandoned(std::uint64_t tag) noexcept = 0;
-
- protected:
-  ~abandon_listener() = default;
 };
 
 /// Destroys a waiter: in place (in its invocation's storage), or on the heap.
@@ -74,6 +78,10 @@ struct waiter_deleter {
   }
 };
 using waiter_ptr = std::unique_ptr<waiter_base, waiter_deleter>;
+
+/// Whether a T fits storage of `Size` bytes aligned for any scalar.
+template <class T, std::size_t Size>
+inline constexpr bool fits_storage = sizeof(T) <= Size && alignof(T) <= alignof(std::max_align_t);
 
 /// One call on its way through an executor: the arguments, the slot for the
 /// result, and the rendezvous between the side that runs the task and the
@@ -226,14 +234,14 @@ class invocation : public std::enable_shared_from_this<invocation> {
   /// On the waiter's executor; nothing happens unless it waits.
   void cancel_wait() noexcept;
 
-  /// Starts the invocation with `start(self)` and waits for it: as
+  /// Starts `inv` with `start(inv)` and waits for it: as
   /// set_caller_executor() (the awaiting handler's executor), the start,
   /// then async_wait(), in one asynchronous operation. An exception thrown
   /// by `start` completes the wait with it.
   template <class Start, class CompletionToken>
-  auto async_run(Start start, CompletionToken&& token) {
+  static auto async_run(std::shared_ptr<invocation> inv, Start start, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(std::exception_ptr)>(
-        [self = shared_from_this(), start = std::move(start)](auto handler) mutable {
+        [self = std::move(inv), start = std::move(start)](auto handler) mutable {
           auto slot = asio::get_associated_cancellation_slot(handler);
           // Not started yet: nobody else sees the invocation, no lock.
           self->caller_executor_ = asio::get_associated_executor(handler);
@@ -261,7 +269,7 @@ class invocation : public std::enable_shared_from_this<invocation> {
   template <class Handler>
   waiter_ptr make_waiter(Handler handler, const asio::any_io_executor& fallback) {
     using type = waiter<Handler>;
-    if constexpr (sizeof(type) <= waiter_storage_size && alignof(type) <= alignof(std::max_align_t)) {
+    if constexpr (fits_storage<type, waiter_storage_size>) {
       if (!waiter_storage_used_) {
         waiter_storage_used_ = true;
         return waiter_ptr(new (waiter_storage_) type(std::move(handler), fallback), waiter_deleter{true});
@@ -290,7 +298,7 @@ class invocation : public std::enable_shared_from_this<invocation> {
   state state_ = state::pending;
   bool waiter_storage_used_ = false;
   // Before waiter_, which may live in it and is destroyed first.
-  alignas(std::max_align_t) std::byte waiter_storage_[waiter_storage_size];
+  alignas(std::max_align_t) std::byte waiter_storage_[waiter_storage_size]{};
   waiter_ptr waiter_;
   // The deadline timer belongs to its own pending wait, not to the
   // invocation: a worker may hold the invocation after the caller's
