@@ -530,11 +530,38 @@ class tcp_connection final : public std::enable_shared_from_this<tcp_connection>
   asio::awaitable<std::pair<std::error_code, std::size_t>> read_some(asio::mutable_buffer b) {
     std::error_code ec;
     std::size_t got = 0;
-    if (auto* plain = std::get_if<tcp::socket>(&stream_))
+    if (auto* plain = std::get_if<tcp::socket>(&stream_)) {
       got = co_await plain->async_read_some(b, asio::redirect_error(asio::use_awaitable, ec));
-    else
-      got = co_await std::get<tls_stream>(stream_).async_read_some(b, asio::redirect_error(asio::use_awaitable, ec));
+    } else {
+      auto& tls = std::get<tls_stream>(stream_);
+      got = co_await tls.async_read_some(b, asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec) got += decrypted_in_memory(tls, b + got);
+    }
     co_return std::pair{ec, got};
+  }
+
+  /// The plaintext of the TLS records already received, up to b.size().
+  ///
+  /// Asio's TLS stream hands over one record per read, each read a turn of
+  /// the event loop: a peer's burst of records would be taken one record,
+  /// and so one or two frames, per turn, and the answers would go out one
+  /// or two per write. Asio's engine feeds OpenSSL through a memory BIO,
+  /// so SSL_read here does no I/O: it decrypts what arrived, or says it
+  /// wants more (then asio's next read takes the socket). Anything it had
+  /// to send (a TLS 1.3 key update) waits in the BIO for asio's next
+  /// operation, behind whatever asio is writing.
+  static std::size_t decrypted_in_memory(tls_stream& tls, asio::mutable_buffer b) {
+    std::size_t got = 0;
+    while (got < b.size()) {
+      const int want = static_cast<int>(std::min<std::size_t>(b.size() - got, 1 << 30));
+      const int n = ::SSL_read(tls.native_handle(), static_cast<char*>(b.data()) + got, want);
+      if (n <= 0) {
+        ::ERR_clear_error();  // wants more, or failed: asio's next read reports it
+        break;
+      }
+      got += static_cast<std::size_t>(n);
+    }
+    return got;
   }
 
   std::variant<tcp::socket, tls_stream> stream_;
