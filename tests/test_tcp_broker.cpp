@@ -12,12 +12,17 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/read_until.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/ssl.hpp>
+#include <asio/write.hpp>
 #include <catch2/catch.hpp>
 
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -1038,6 +1043,52 @@ TEST_CASE("tcp: a TLS client against a plain server fails and the server goes on
     CHECK_FALSE(tls_client);
     const auto plain_client = co_await reaches(io, port, std::nullopt, 10s);
     CHECK(plain_client);
+    co_await server.close();
+  };
+  patio::test::run(io, test());
+}
+
+TEST_CASE(
+    "tcp over TLS: thousands of calls in flight come back whole; a corrupted record closes its connection at once",
+    "[tcp][tls]") {
+  asio::io_context io;
+  serving_side server_side;
+  patio::tcp_server_broker server{
+      io.get_executor(), server_side.executor, {.key = "k", .handshake_timeout = 30s, .tls = server_tls()}};
+  const auto port = server.listen("127.0.0.1", 0);
+  auto test = [&]() -> asio::awaitable<void> {
+    calling_side side;
+    patio::tcp_client_broker client{io.get_executor(), side.executor,
+                                    client_options(trusting("ca.pem", "localhost"), "k")};
+    client.connect("127.0.0.1", port);
+    // 2,000 requests of about 20 bytes are several TLS records a write: the
+    // server decrypts the records a read brought in together.
+    std::vector<asio::awaitable<std::int64_t>> calls;
+    for (int i = 0; i < 2000; ++i) calls.push_back(client.call<std::int64_t>({.timeout = 20s}, "mul", i, 3));
+    const auto results = co_await patio::gather(std::move(calls));
+    for (int i = 0; i < 2000; ++i) CHECK(results[i] == 3 * i);
+
+    // A peer that completes the TLS handshake, then sends a record whose
+    // contents fail their check: its connection closes now, not at the
+    // handshake timeout (30 s).
+    asio::ssl::context ctx(asio::ssl::context::tls_client);
+    ctx.set_verify_mode(asio::ssl::verify_none);
+    asio::ssl::stream<asio::ip::tcp::socket> raw(io, ctx);
+    co_await raw.next_layer().async_connect({asio::ip::make_address("127.0.0.1"), port}, asio::use_awaitable);
+    co_await raw.async_handshake(asio::ssl::stream_base::client, asio::use_awaitable);
+    std::array<unsigned char, 5 + 64> bad{0x17, 0x03, 0x03, 0x00, 64};  // application data, 64 bytes
+    for (std::size_t i = 5; i < bad.size(); ++i) bad[i] = static_cast<unsigned char>(i * 37);
+    const auto start = std::chrono::steady_clock::now();
+    co_await asio::async_write(raw.next_layer(), asio::buffer(bad), asio::use_awaitable);
+    std::array<char, 256> buf{};
+    std::error_code ec;
+    while (!ec) co_await raw.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    CHECK(std::chrono::steady_clock::now() - start < 10s);
+
+    // The good client is still served.
+    const auto product = co_await client.call<std::int64_t>({.timeout = 5s}, "mul", 7, 6);
+    CHECK(product == 42);
+    co_await client.close();
     co_await server.close();
   };
   patio::test::run(io, test());
