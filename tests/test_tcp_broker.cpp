@@ -1049,7 +1049,7 @@ TEST_CASE("tcp: a TLS client against a plain server fails and the server goes on
 }
 
 TEST_CASE(
-    "tcp over TLS: thousands of calls in flight come back whole; a corrupted record closes its connection at once",
+    "tcp over TLS: thousands of calls in flight come back whole, and a corrupted record closes its connection at once",
     "[tcp][tls]") {
   asio::io_context io;
   serving_side server_side;
