@@ -507,6 +507,35 @@ TEST_CASE("async executor: never more than max_workers coroutines run at once", 
   CHECK(f.p.running == 0);
 }
 
+TEST_CASE("async executor: plain functions among coroutines each free their slot, and every call is answered",
+          "[executor]") {
+  // A plain function runs without a coroutine of its own: it must still
+  // take and give back its place under max_workers, and queued calls must
+  // still start when it ends.
+  fixture<async_kind> f{{.max_workers = 2, .max_queue = 1000}};
+  patio::executor& ex = *f.executor;
+  auto sums = patio::test::run([&]() -> asio::awaitable<std::vector<int>> {
+    std::vector<asio::awaitable<int>> calls;
+    for (int i = 0; i < 300; ++i)
+      calls.push_back(i % 3 == 0 ? ex.submit<int>("coro_add", i, 1) : ex.submit<int>("sync_add", i, 1));
+    co_return co_await patio::gather(std::move(calls));
+  }());
+  REQUIRE(sums.size() == 300);
+  for (int i = 0; i < 300; ++i) CHECK(sums[static_cast<std::size_t>(i)] == i + 1);
+  // A plain function that throws frees its slot too.
+  for (int i = 0; i < 5; ++i) {
+    auto e = patio::test::run(error_of(ex.submit<int>("sync_boom")));
+    CHECK_THROWS_AS(raise(e), patio::remote_error);
+  }
+  auto results = patio::test::run([&]() -> asio::awaitable<std::vector<int>> {
+    std::vector<asio::awaitable<int>> calls;
+    for (int i = 0; i < 10; ++i) calls.push_back(ex.submit<int>("coro_track"));
+    co_return co_await patio::gather(std::move(calls));
+  }());
+  CHECK(results == std::vector<int>(10, 1));
+  CHECK(f.p.max_running == 2);  // both slots free again, and never more than two
+}
+
 TEST_CASE("thread pool: never more than max_workers tasks run at once", "[executor]") {
   fixture<pool_kind> f{{.max_workers = 2}};
   patio::executor& ex = *f.executor;
