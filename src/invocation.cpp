@@ -57,22 +57,17 @@ void invocation::abandon(std::exception_ptr reason) noexcept {
   deliver(shared_from_this(), std::move(w), std::move(reason));
 }
 
-void invocation::complete(std::shared_ptr<invocation>&& self) noexcept {
-  std::unique_lock lock(self->mutex_);
-  if (self->state_ == state::abandoned || self->state_ == state::done) return;
-  self->state_ = state::done;
-  auto w = std::move(self->waiter_);
-  lock.unlock();
-  if (w) deliver(std::move(self), std::move(w), nullptr);
-}
+void invocation::complete(std::shared_ptr<invocation>&& self) noexcept { finish(std::move(self), false); }
 
-void invocation::complete_here(std::shared_ptr<invocation>&& self) noexcept {
+void invocation::complete_here(std::shared_ptr<invocation>&& self) noexcept { finish(std::move(self), true); }
+
+void invocation::finish(std::shared_ptr<invocation>&& self, bool on_caller_executor) noexcept {
   std::unique_lock lock(self->mutex_);
   if (self->state_ == state::abandoned || self->state_ == state::done) return;
   self->state_ = state::done;
   auto w = std::move(self->waiter_);
-  // Here is the caller's executor; its waiter is normally there too.
-  const bool here = w && w->executor() == self->caller_executor_;
+  // On the caller's executor, its waiter is normally there too.
+  const bool here = on_caller_executor && w && w->executor() == self->caller_executor_;
   lock.unlock();
   if (w) deliver(std::move(self), std::move(w), nullptr, here);
 }

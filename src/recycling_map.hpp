@@ -52,7 +52,6 @@ class recycling_map {
   iterator end() noexcept { return entries_.end(); }
   [[nodiscard]] bool contains(const Key& key) const { return entries_.contains(key); }
   [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
-  [[nodiscard]] bool empty() const noexcept { return entries_.empty(); }
 
   /// The entries, for iteration or a copy.
   [[nodiscard]] const map& entries() const noexcept { return entries_; }

@@ -330,9 +330,7 @@ class tcp_connection final : public std::enable_shared_from_this<tcp_connection>
         co_return false;
     }
     if (!co_await fill(frame::header_size + h.payload_size)) co_return false;
-    payload = std::string_view(rbuf_.data() + rpos_ + frame::header_size, h.payload_size);
-    rpos_ += frame::header_size + h.payload_size;
-    co_return true;
+    co_return next_buffered_frame(h, payload);  // the whole frame is in the buffer now
   }
 
   /// Makes at least `n` bytes available at rpos_; false on EOF or error.

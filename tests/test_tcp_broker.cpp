@@ -419,6 +419,43 @@ TEST_CASE("tcp: a truncated frame from an authenticated peer leaves the server s
   }
 }
 
+TEST_CASE("tcp: a peer that reuses the serial of a request still running is disconnected, and only it", "[tcp]") {
+  asio::io_context io;
+  serving_side server_side;
+  patio::tcp_server_broker server{io.get_executor(), server_side.executor};
+  const auto port = server.listen("127.0.0.1", 0);
+  calling_side client_side;
+  patio::tcp_client_broker client{io.get_executor(), client_side.executor, plain_options()};
+  client.connect("127.0.0.1", port);
+
+  auto test = [&]() -> asio::awaitable<void> {
+    const auto first = co_await client.call<std::int64_t>({.timeout = 5s}, "mul", 1, 1);
+    CHECK(first == 1);
+    auto raw = co_await raw_route(port);
+    // Finished requests first, so the server holds spare entries for the
+    // serials in flight: the reuse below must be caught with them too.
+    for (std::uint32_t serial = 1; serial <= 3; ++serial) {
+      auto quick = patio::detail::make_invocation<std::int64_t>(2, 3);
+      quick->name = "mul";
+      co_await write_bytes(raw, messages::request_frame(serial, *quick, 5.0));
+      const auto reply = co_await read_packet(raw);
+      REQUIRE(reply);
+      CHECK(reply->header.kind == frame::type::response);
+    }
+    auto slow_call = patio::detail::make_invocation<std::string>(5000);
+    slow_call->name = "slow";
+    co_await write_bytes(raw, messages::request_frame(7, *slow_call, 10.0));
+    co_await write_bytes(raw, messages::request_frame(7, *slow_call, 10.0));
+    const auto raw_gone = co_await eventually([&] { return server.connections() == 1; });
+    CHECK(raw_gone);
+    const auto product = co_await client.call<std::int64_t>({.timeout = 5s}, "mul", 2, 3);
+    CHECK(product == 6);
+    co_await client.close();
+    co_await server.close();
+  };
+  patio::test::run(io, test());
+}
+
 TEST_CASE("tcp: request serials on the wire cross the wrap from 4294967294 to 1", "[tcp][protocol]") {
   asio::io_context io;
   serving_side server_side;

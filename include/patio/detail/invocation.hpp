@@ -280,6 +280,8 @@ class invocation : public std::enable_shared_from_this<invocation> {
 
   void start_wait(waiter_ptr w, asio::cancellation_slot slot);
   void refused() noexcept;
+  /// complete() and complete_here(): `on_caller_executor` says which.
+  static void finish(std::shared_ptr<invocation>&& self, bool on_caller_executor) noexcept;
   void abandon(std::exception_ptr reason) noexcept;
   static void deliver(std::shared_ptr<invocation> self, waiter_ptr w, std::exception_ptr error,
                       bool here = false) noexcept;
