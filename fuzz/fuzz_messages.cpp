@@ -10,9 +10,13 @@
 //  2: RESPONSE, its result converted to what a caller of several types wants;
 //  3: ERROR, turned into the exception the caller raises;
 //  4: DISCOVER_RESPONSE.
+// Every payload is also decoded by patio's MessagePack decoder and by
+// msgpack-cxx's unpack(): they must agree (both refuse it, or the same value).
 // Invariants: decoders throw only patio::protocol_error; a run call ends with
 // a result or a patio::error; a result or an error record re-encodes and
 // decodes again; never a crash, UB or a leak.
+#include "../tests/msgpack_compare.hpp"
+
 #include <patio/detail/encoded_invocation.hpp>
 #include <patio/detail/frame.hpp>
 #include <patio/detail/messages.hpp>
@@ -258,6 +262,7 @@ void discover(std::string_view payload) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 1) return 0;
   const std::string_view payload(reinterpret_cast<const char*>(data) + 1, size - 1);
+  PATIO_FUZZ_CHECK(patio_test::decoders_agree(payload.data(), payload.size()));
   try {
     switch (data[0] % 5) {
       case 0: request(payload, nullptr); break;

@@ -52,7 +52,7 @@ bool unpack_bin(const msgpack::object& o, std::size_t size, std::string& out) {
 
 bool parse(std::string_view payload, msgpack::object_handle& out) {
   try {
-    out = msgpack::unpack(payload.data(), payload.size(), nullptr, nullptr, detail::unpack_limits(payload.size()));
+    out = detail::decode_msgpack(payload.data(), payload.size());
     return true;
   } catch (const std::exception&) {
     return false;

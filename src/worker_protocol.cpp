@@ -1,109 +1,13 @@
 // SPDX-License-Identifier: MIT
+#include <patio/detail/msgpack.hpp>
 #include <patio/detail/worker_protocol.hpp>
 #include <patio/function.hpp>
 
-#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 
 namespace patio::detail {
-
-namespace {
-
-/// msgpack-cxx unpacks an empty string or binary with a null pointer, then
-/// passes it to memcpy when it copies or packs the object: undefined
-/// behaviour. An empty one points at a static empty string instead.
-void no_null_bytes(msgpack::object& o) noexcept {
-  static const char empty[1] = {};
-  switch (o.type) {
-    case msgpack::type::STR:
-      if (!o.via.str.ptr) o.via.str.ptr = empty;
-      break;
-    case msgpack::type::BIN:
-      if (!o.via.bin.ptr) o.via.bin.ptr = empty;
-      break;
-    case msgpack::type::ARRAY:
-      for (std::uint32_t i = 0; i < o.via.array.size; ++i) no_null_bytes(o.via.array.ptr[i]);
-      break;
-    case msgpack::type::MAP:
-      for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
-        no_null_bytes(o.via.map.ptr[i].key);
-        no_null_bytes(o.via.map.ptr[i].val);
-      }
-      break;
-    default: break;
-  }
-}
-
-/// The `n`-byte big-endian unsigned integer at `p`.
-std::uint64_t big_endian(const unsigned char* p, std::size_t n) noexcept {
-  std::uint64_t v = 0;
-  for (std::size_t i = 0; i < n; ++i) v = (v << 8) | p[i];
-  return v;
-}
-
-/// Reads a payload that is one number, bool or nil into `out` as msgpack-cxx
-/// would (a signed encoding of a value >= 0 is a POSITIVE_INTEGER, float32
-/// widens to f64; bytes after the value are ignored, as unpack() does).
-/// @returns false for any other value, which unpack() reads.
-/// @throws msgpack::insufficient_bytes when the value is cut short.
-bool read_scalar(const char* data, std::size_t size, msgpack::object& out) {
-  if (size == 0) return false;
-  const auto* p = reinterpret_cast<const unsigned char*>(data);
-  const unsigned char lead = p[0];
-  const auto need = [&](std::size_t n) {
-    if (size < 1 + n) throw msgpack::insufficient_bytes("insufficient bytes");
-    return p + 1;
-  };
-  const auto set_signed = [&](std::int64_t v) {
-    if (v >= 0) {
-      out.type = msgpack::type::POSITIVE_INTEGER;
-      out.via.u64 = static_cast<std::uint64_t>(v);
-    } else {
-      out.type = msgpack::type::NEGATIVE_INTEGER;
-      out.via.i64 = v;
-    }
-  };
-  if (lead <= 0x7f) {
-    out.type = msgpack::type::POSITIVE_INTEGER;
-    out.via.u64 = lead;
-  } else if (lead >= 0xe0) {
-    out.type = msgpack::type::NEGATIVE_INTEGER;
-    out.via.i64 = static_cast<std::int64_t>(lead) - 256;  // negative fixint: 111xxxxx
-  } else if (lead == 0xc0) {
-    out.type = msgpack::type::NIL;
-  } else if (lead == 0xc2 || lead == 0xc3) {
-    out.type = msgpack::type::BOOLEAN;
-    out.via.boolean = lead == 0xc3;
-  } else if (lead == 0xca) {
-    const auto bits = static_cast<std::uint32_t>(big_endian(need(4), 4));
-    float f = 0;
-    std::memcpy(&f, &bits, sizeof f);
-    out.type = msgpack::type::FLOAT32;
-    out.via.f64 = f;
-  } else if (lead == 0xcb) {
-    const auto bits = big_endian(need(8), 8);
-    double d = 0;
-    std::memcpy(&d, &bits, sizeof d);
-    out.type = msgpack::type::FLOAT64;
-    out.via.f64 = d;
-  } else if (lead >= 0xcc && lead <= 0xcf) {  // uint 8, 16, 32, 64
-    const std::size_t n = std::size_t{1} << (lead - 0xcc);
-    out.type = msgpack::type::POSITIVE_INTEGER;
-    out.via.u64 = big_endian(need(n), n);
-  } else if (lead >= 0xd0 && lead <= 0xd3) {  // int 8, 16, 32, 64
-    const std::size_t n = std::size_t{1} << (lead - 0xd0);
-    const std::uint64_t raw = big_endian(need(n), n);
-    const unsigned shift = 64 - static_cast<unsigned>(8 * n);  // sign-extend from n bytes
-    set_signed(static_cast<std::int64_t>(raw << shift) >> shift);
-  } else {
-    return false;
-  }
-  return true;
-}
-
-}  // namespace
 
 error_record record_of(std::exception_ptr error) {
   try {
@@ -137,15 +41,7 @@ void set_reply(invocation& inv, bool ok, const msgpack::object& result, const er
 
 msgpack::object_handle protocol_unpack(const char* data, std::size_t size, std::string_view what) {
   try {
-    // A lone number, bool or nil (most results) needs no memory: read
-    // here, with no zone and no parser.
-    if (msgpack::object o; read_scalar(data, size, o)) return msgpack::object_handle(o, nullptr);
-    // A zone sized for the payload, not msgpack's default 8 KiB: most
-    // payloads are small, and the zone grows when one is not.
-    auto zone = std::make_unique<msgpack::zone>(std::clamp<std::size_t>(2 * size + 128, 256, 8192));
-    msgpack::object o = msgpack::unpack(*zone, data, size, nullptr, nullptr, unpack_limits(size));
-    no_null_bytes(o);
-    return msgpack::object_handle(o, std::move(zone));
+    return decode_msgpack(data, size);
   } catch (const std::exception& e) {
     throw protocol_error(std::string(what) + ": undecodable payload: " + e.what());
   }

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include "msgpack_compare.hpp"
 #include "support.hpp"
 
 #include <patio/detail/frame.hpp>
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -338,4 +340,195 @@ TEST_CASE("a lone number, bool or nil is read as msgpack-cxx reads it, and a cut
       CHECK_THROWS_AS(protocol_unpack(b.data(), n, "test"), patio::protocol_error);
   }
   CHECK_THROWS_AS(protocol_unpack("", 0, "test"), patio::protocol_error);
+}
+
+namespace {
+
+/// Random MessagePack documents, each value in a random one of the
+/// encodings that can hold it (not only the shortest, as packers write).
+class random_msgpack {
+ public:
+  explicit random_msgpack(std::uint32_t seed) : rng_(seed) {}
+
+  std::string document() {
+    std::string out;
+    value(out, 0);
+    return out;
+  }
+
+ private:
+  std::uint64_t pick(std::uint64_t n) { return std::uniform_int_distribution<std::uint64_t>(0, n - 1)(rng_); }
+  std::uint64_t bits(unsigned n) {
+    return n == 64 ? rng_() | (std::uint64_t{rng_()} << 32) : pick(std::uint64_t{1} << n);
+  }
+
+  static void big_endian(std::string& out, std::uint64_t v, unsigned bytes) {
+    for (unsigned i = bytes; i-- > 0;) out.push_back(static_cast<char>((v >> (8 * i)) & 0xffU));
+  }
+  /// A length `n` after one of the heads that can carry it: `fix` (a
+  /// fixstr/fixarray/fixmap lead for n < fix_limit), or lead, lead+1,
+  /// lead+2 with a 1-, 2- or 4-byte length (`wide_from`: 1, or 2 where there
+  /// is no 1-byte form).
+  void length_head(std::string& out, std::uint64_t n, int fix, std::uint64_t fix_limit, int lead, unsigned wide_from) {
+    std::vector<std::pair<int, unsigned>> fits;
+    if (fix >= 0 && n < fix_limit) fits.emplace_back(fix + static_cast<int>(n), 0);
+    for (unsigned w = wide_from, i = 0; w <= 4; w *= 2, ++i)
+      if (n < (std::uint64_t{1} << (8 * w))) fits.emplace_back(lead + static_cast<int>(i), w);
+    const auto [head, width] = fits[pick(fits.size())];
+    out.push_back(static_cast<char>(head));
+    big_endian(out, n, width);
+  }
+  std::uint64_t some_length() {
+    switch (pick(8)) {
+      case 0: return 0;
+      case 1: return 200 + pick(400);
+      default: return pick(20);
+    }
+  }
+  void body(std::string& out, std::uint64_t n) {
+    for (std::uint64_t i = 0; i < n; ++i) out.push_back(static_cast<char>(pick(256)));
+  }
+
+  void value(std::string& out, int depth) {
+    switch (pick(depth < 4 ? 9 : 6)) {
+      case 0: out.push_back("\xc0\xc2\xc3"[pick(3)]); break;
+      case 1: {  // a number >= 0, in an unsigned or a signed encoding
+        const std::uint64_t v = bits(static_cast<unsigned>(1 + pick(64))) >> pick(2);
+        std::vector<std::pair<int, unsigned>> fits;
+        if (v < 128) fits.emplace_back(static_cast<int>(v), 0);
+        for (unsigned i = 0; i < 4; ++i) {
+          const unsigned w = 1U << i;
+          if (w == 8 || v < (std::uint64_t{1} << (8 * w))) fits.emplace_back(0xcc + i, w);
+          if (v < (std::uint64_t{1} << (8 * w - 1))) fits.emplace_back(0xd0 + i, w);
+        }
+        const auto [head, width] = fits[pick(fits.size())];
+        out.push_back(static_cast<char>(head));
+        big_endian(out, v, width);
+        break;
+      }
+      case 2: {  // a negative number
+        const auto v = static_cast<std::int64_t>(~(bits(static_cast<unsigned>(pick(63)))));
+        std::vector<std::pair<int, unsigned>> fits;
+        if (v >= -32) fits.emplace_back(static_cast<int>(v) & 0xff, 0);
+        for (unsigned i = 0; i < 4; ++i) {
+          const unsigned w = 1U << i;
+          if (w == 8 || v >= -(std::int64_t{1} << (8 * w - 1))) fits.emplace_back(0xd0 + i, w);
+        }
+        const auto [head, width] = fits[pick(fits.size())];
+        out.push_back(static_cast<char>(head));
+        big_endian(out, static_cast<std::uint64_t>(v), width);
+        break;
+      }
+      case 3:  // any bits, NaNs too
+        if (pick(2)) {
+          out.push_back('\xca');
+          big_endian(out, bits(32), 4);
+        } else {
+          out.push_back('\xcb');
+          big_endian(out, bits(64), 8);
+        }
+        break;
+      case 4: {
+        const auto n = some_length();
+        length_head(out, n, 0xa0, 32, 0xd9, 1);
+        body(out, n);
+        break;
+      }
+      case 5: {
+        const auto n = some_length();
+        length_head(out, n, -1, 0, 0xc4, 1);
+        body(out, n);
+        break;
+      }
+      case 6: {
+        const auto n = pick(5) == 0 ? pick(40) : pick(5);
+        length_head(out, n, 0x90, 16, 0xdc, 2);
+        for (std::uint64_t i = 0; i < n; ++i) value(out, depth + 1);
+        break;
+      }
+      case 7: {
+        const auto n = pick(5);
+        length_head(out, n, 0x80, 16, 0xde, 2);
+        for (std::uint64_t i = 0; i < 2 * n; ++i) value(out, depth + 1);
+        break;
+      }
+      default: {  // an extension: fixext 1 to 16, or ext 8, 16, 32 of any size
+        const auto fixed = pick(6);
+        if (fixed < 5) {
+          out.push_back(static_cast<char>(0xd4 + fixed));
+          out.push_back(static_cast<char>(pick(256)));  // its type
+          body(out, std::uint64_t{1} << fixed);
+        } else {
+          const auto n = some_length();
+          length_head(out, n, -1, 0, 0xc7, 1);
+          out.push_back(static_cast<char>(pick(256)));
+          body(out, n);
+        }
+        break;
+      }
+    }
+  }
+
+  std::mt19937 rng_;
+};
+
+}  // namespace
+
+TEST_CASE("patio's MessagePack decoder reads what msgpack-cxx reads and refuses what it refuses", "[protocol]") {
+  using patio_test::decoders_agree;
+  random_msgpack gen(20261203);
+  std::mt19937 rng(7);
+  std::size_t decoded = 0;
+  for (int doc = 0; doc < 1500; ++doc) {
+    const std::string b = gen.document();
+    INFO("document " << doc << " of " << b.size() << " bytes");
+    REQUIRE(decoders_agree(b.data(), b.size()));
+    const auto mine = patio::detail::decode_msgpack(b.data(), b.size());  // a well-formed one decodes
+    ++decoded;
+    // Bytes after the value are ignored by both.
+    const std::string longer = b + "\x91\xc0";
+    CHECK(decoders_agree(longer.data(), longer.size()));
+    // Cut anywhere: refused by both.
+    for (std::size_t n = 0; n < b.size(); ++n) {
+      CHECK_THROWS_AS(patio::detail::decode_msgpack(b.data(), n), msgpack::unpack_error);
+      REQUIRE(decoders_agree(b.data(), n));
+    }
+    // A byte changed, anywhere: whatever it becomes, both read it alike.
+    for (int m = 0; m < 8; ++m) {
+      std::string bent = b;
+      bent[rng() % bent.size()] = static_cast<char>(rng());
+      REQUIRE(decoders_agree(bent.data(), bent.size()));
+    }
+  }
+  CHECK(decoded == 1500);
+}
+
+TEST_CASE("patio's MessagePack decoder limits nesting and never trusts a length", "[protocol]") {
+  using patio::detail::decode_msgpack;
+  using patio::detail::max_unpack_depth;
+  const auto nested = [](std::size_t levels) { return std::string(levels, '\x91') + '\xc0'; };
+  const std::string deepest = nested(max_unpack_depth);
+  CHECK(patio_test::decoders_agree(deepest.data(), deepest.size()));
+  const auto ok = decode_msgpack(deepest.data(), deepest.size());
+  CHECK(ok.get().type == msgpack::type::ARRAY);
+  const std::string too_deep = nested(max_unpack_depth + 1);
+  CHECK_THROWS_AS(decode_msgpack(too_deep.data(), too_deep.size()), msgpack::depth_size_overflow);
+  CHECK(patio_test::decoders_agree(too_deep.data(), too_deep.size()));
+  // Headers that claim far more than the bytes after them hold.
+  for (const std::string& liar :
+       {std::string("\xdd\xff\xff\xff\xff\xc0", 6), std::string("\xdf\x7f\xff\xff\xff\xc0\xc0", 7),
+        std::string("\xdb\xff\xff\xff\xff"
+                    "abc",
+                    8),
+        std::string("\xc9\xff\xff\xff\xff\x01", 6), std::string("\xc1", 1)}) {
+    CHECK_THROWS_AS(decode_msgpack(liar.data(), liar.size()), msgpack::unpack_error);
+    CHECK(patio_test::decoders_agree(liar.data(), liar.size()));
+  }
+  // An empty string or binary points somewhere (msgpack-cxx's would be null).
+  for (const std::string& empty :
+       {std::string("\xa0", 1), std::string("\xc4\x00", 2), std::string("\xdb\0\0\0\0", 5)}) {
+    const auto h = decode_msgpack(empty.data(), empty.size());
+    CHECK(h.get().via.str.ptr != nullptr);  // str and bin share their layout
+    CHECK(h.get().via.str.size == 0);
+  }
 }

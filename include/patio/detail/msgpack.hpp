@@ -23,4 +23,14 @@ inline msgpack::unpack_limit unpack_limits(std::size_t size) noexcept {
   return {size, size / 2, size, size, size, max_unpack_depth};
 }
 
+/// Decodes the MessagePack value at the start of `data` (bytes after it are
+/// ignored) into the objects msgpack::unpack() makes with unpack_limits(size),
+/// with one exception: an empty string or binary points at a static empty
+/// string, not null (msgpack-cxx would pass null to memcpy when copying it).
+/// Needs two allocations (a zone sized exactly), none for a value with no
+/// container or body.
+/// @throws msgpack::unpack_error (insufficient_bytes when cut short,
+///   parse_error, depth_size_overflow beyond max_unpack_depth).
+msgpack::object_handle decode_msgpack(const char* data, std::size_t size);
+
 }  // namespace patio::detail
