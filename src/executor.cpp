@@ -26,6 +26,9 @@ std::exception_ptr shut_down_error(const std::string& name) {
 
 bool is_dead(const std::shared_ptr<detail::invocation>& inv) { return inv->dead(); }
 
+/// How many tasks a runner runs before it lets other handlers run.
+constexpr std::size_t tasks_per_turn = 16;
+
 void set_deadline(detail::invocation& inv, const call_options& options) {
   if (options.timeout) inv.deadline = detail::invocation::clock::now() + *options.timeout;
 }
@@ -53,6 +56,57 @@ asio::awaitable<void> executor::dispatch(std::shared_ptr<detail::invocation> inv
 namespace detail {
 
 void start_invocation(executor& ex, std::shared_ptr<invocation> inv) { ex.start(std::move(inv)); }
+
+/// The coroutine tasks waiting to start on one executor.
+struct task_limiter::ready_list {
+  explicit ready_list(asio::any_io_executor ex) : executor(std::move(ex)) {}
+  asio::any_io_executor executor;
+  std::deque<std::shared_ptr<invocation>> tasks;
+  std::size_t runners = 0;    // runners alive
+  std::size_t between = 0;    // of them, those between two tasks: they take what is pushed
+  bool check_posted = false;  // a check_ready waits to run
+};
+
+/// Posted after the handler that filled a ready list: no runner of the list
+/// runs then, so tasks still there need a new one (the others wait inside a
+/// task that suspended). Destroyed unrun (its io_context went first), it
+/// lets go of the list.
+class task_limiter::check_ready {
+ public:
+  check_ready(std::shared_ptr<task_limiter> self, std::shared_ptr<ready_list> list)
+      : self_(std::move(self)), list_(std::move(list)) {}
+  check_ready(check_ready&&) noexcept = default;
+  check_ready& operator=(check_ready&&) = delete;
+  check_ready(const check_ready&) = delete;
+  check_ready& operator=(const check_ready&) = delete;
+  ~check_ready() {
+    if (!list_) return;
+    std::lock_guard lock(self_->mutex_);
+    list_->check_posted = false;
+    self_->release_if_idle(list_);
+  }
+
+  void operator()() {
+    bool launch = false;
+    {
+      std::lock_guard lock(self_->mutex_);
+      list_->check_posted = false;
+      launch = !list_->tasks.empty();
+      if (launch) {
+        ++list_->runners;
+        ++list_->between;
+      } else {
+        self_->release_if_idle(list_);
+      }
+    }
+    if (launch) self_->launch_runner(list_);
+    list_.reset();
+  }
+
+ private:
+  std::shared_ptr<task_limiter> self_;
+  std::shared_ptr<ready_list> list_;
+};
 
 task_limiter::task_limiter(std::size_t max_running, std::size_t max_queue)
     : max_running_(std::max<std::size_t>(max_running, 1)), max_queue_(max_queue) {}
@@ -119,23 +173,136 @@ void task_limiter::spawn(std::shared_ptr<invocation> inv) {
     invocation::complete(std::move(inv));  // the caller resumes in a handler of its own
     return;
   }
-  inv->task_cancellable = true;
-  auto slot = inv->task_cancel.slot();
-  // The task's own coroutine is spawned, and what follows it runs in the
-  // completion: one coroutine frame per task, not two.
-  auto task = inv->target->invoke_async(inv);
-  asio::co_spawn(ex, std::move(task),
-                 asio::bind_cancellation_slot(
-                     slot, [self = shared_from_this(), inv = std::move(inv)](std::exception_ptr e) mutable {
-                       if (e && !inv->has_error()) inv->set_error(std::move(e));
-                       // A task cancelled by shutdown failed because of it, not of its own accord.
-                       if (inv->has_error() && self->is_shut_down()) inv->set_error(shut_down_error(inv->name));
-                       self->finished(inv);
-                       // This runs on the caller's executor, after the task's coroutine
-                       // ended (posted by co_spawn, or at the end of the task's own
-                       // coroutine): the caller may resume right here.
-                       invocation::complete_here(std::move(inv));
-                     }));
+  // A coroutine waits in its executor's ready list for a runner.
+  std::shared_ptr<ready_list> check;
+  {
+    std::lock_guard lock(mutex_);
+    auto list = ready_list_for(ex);
+    list->tasks.push_back(std::move(inv));
+    // A runner between two tasks takes it; else a check at the end of this
+    // handler starts one (or finds the list emptied by then).
+    if (list->between == 0 && !list->check_posted) {
+      list->check_posted = true;
+      check = std::move(list);
+    }
+  }
+  if (check) {
+    const auto where = check->executor;
+    asio::post(where, check_ready(shared_from_this(), std::move(check)));
+  }
+}
+
+// ---- ready lists and their runners -----------------------------------------
+
+std::shared_ptr<task_limiter::ready_list> task_limiter::ready_list_for(const asio::any_io_executor& ex) {
+  for (const auto& list : ready_lists_)
+    if (list->executor == ex) return list;
+  return ready_lists_.emplace_back(std::make_shared<ready_list>(ex));
+}
+
+void task_limiter::release_if_idle(const std::shared_ptr<ready_list>& list) {
+  // An idle list lets go of its executor: it may belong to an io_context
+  // about to go.
+  if (list->runners == 0 && list->tasks.empty() && !list->check_posted) std::erase(ready_lists_, list);
+}
+
+void task_limiter::launch_runner(const std::shared_ptr<ready_list>& list) {
+  auto signal = std::make_shared<asio::cancellation_signal>();
+  auto slot = signal->slot();
+  asio::co_spawn(list->executor, run_ready(shared_from_this(), list, std::move(signal)),
+                 asio::bind_cancellation_slot(slot, asio::detached));
+}
+
+asio::awaitable<void> task_limiter::run_ready(std::shared_ptr<task_limiter> self, std::shared_ptr<ready_list> list,
+                                              std::shared_ptr<asio::cancellation_signal> signal) {
+  // Counted out however the runner ends: its list empty, or destroyed
+  // inside a task with its io_context.
+  struct runner_count {
+    runner_count(task_limiter& s, const std::shared_ptr<ready_list>& l) : self(s), list(l) {}
+    task_limiter& self;
+    const std::shared_ptr<ready_list>& list;
+    bool between = true;
+    bool out = false;
+    runner_count(const runner_count&) = delete;
+    runner_count& operator=(const runner_count&) = delete;
+    void count_out() {  // under mutex_
+      out = true;
+      --list->runners;
+      if (between) --list->between;
+      self.release_if_idle(list);
+    }
+    ~runner_count() {
+      if (out) return;
+      std::lock_guard lock(self.mutex_);
+      count_out();
+    }
+  } counted(*self, list);
+  std::size_t in_a_row = 0;
+  for (;;) {
+    // Tasks that end at once, and callers that start more as they resume,
+    // could keep a runner going for ever: every few tasks it lets the
+    // handlers queued behind it run.
+    if (++in_a_row > tasks_per_turn) {
+      in_a_row = 1;
+      co_await asio::post(list->executor, asio::use_awaitable);
+    }
+    std::shared_ptr<invocation> inv;
+    {
+      std::lock_guard lock(self->mutex_);
+      // Out in the same breath as the list is found empty: spawn() must
+      // never count on a runner that is leaving.
+      if (list->tasks.empty()) {
+        counted.count_out();
+        co_return;
+      }
+      inv = std::move(list->tasks.front());
+      list->tasks.pop_front();
+    }
+    // Abandoned or expired since it was started: it never runs.
+    if (!inv->executor_if_alive()) {
+      self->finished(inv);
+      continue;
+    }
+    if (self->is_shut_down()) {
+      inv->set_error(shut_down_error(inv->name));
+      self->finished(inv);
+      invocation::complete_here(std::move(inv));
+      continue;
+    }
+    // Each task starts as a coroutine of its own would: not cancelled, with
+    // the default filters, throwing when cancelled.
+    co_await asio::this_coro::reset_cancellation_state();
+    co_await asio::this_coro::throw_if_cancelled(true);
+    inv->task_signal = signal.get();
+    bool check = false;
+    {
+      std::lock_guard lock(self->mutex_);
+      --list->between;
+      counted.between = false;
+      // Should this task suspend, the tasks behind it get another runner.
+      if (!list->tasks.empty() && !list->check_posted) check = list->check_posted = true;
+    }
+    if (check) asio::post(list->executor, check_ready(self, list));
+    std::exception_ptr error;
+    try {
+      co_await inv->target->invoke_async(inv);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    {
+      std::lock_guard lock(self->mutex_);
+      ++list->between;
+      counted.between = true;
+    }
+    inv->task_signal = nullptr;
+    if (error && !inv->has_error()) inv->set_error(std::move(error));
+    // A task cancelled by shutdown failed because of it, not of its own accord.
+    if (inv->has_error() && self->is_shut_down()) inv->set_error(shut_down_error(inv->name));
+    self->finished(inv);
+    // On the caller's executor, between two tasks: the caller may resume
+    // right here (and what it starts now, this runner runs next).
+    invocation::complete_here(std::move(inv));
+  }
 }
 
 void task_limiter::finished(const std::shared_ptr<invocation>& inv) {
@@ -186,8 +353,7 @@ void task_limiter::shutdown() {
   }
   for (const auto& inv : active) {
     // An abandoned one (no executor) was cancelled when its caller gave up.
-    if (auto ex = inv->caller_executor())
-      detail::post_tracked(ex, [inv] { inv->task_cancel.emit(asio::cancellation_type::terminal); });
+    if (auto ex = inv->caller_executor()) detail::post_tracked(ex, [inv] { inv->cancel_task(); });
   }
 }
 

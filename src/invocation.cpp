@@ -51,7 +51,7 @@ void invocation::abandon(std::exception_ptr reason) noexcept {
   // io_context is gone.
   const auto caller = std::move(caller_executor_);
   lock.unlock();
-  if (task_cancellable) task_cancel.emit(asio::cancellation_type::terminal);
+  cancel_task();
   if (on_abandon) std::exchange(on_abandon, nullptr)();
   if (const auto l = std::exchange(listener, {}).lock()) l->abandoned(abandon_tag);
   deliver(shared_from_this(), std::move(w), std::move(reason));

@@ -705,3 +705,107 @@ TEST_CASE("an executor's destructor shuts it down without hanging", "[executor]"
   }
   CHECK(clock_type::now() - start < 1s);
 }
+
+// ---- runners: coroutine tasks awaited one after another ------------------------
+
+TEST_CASE("async executor: a caller that calls again and again lets the io_context's other handlers run",
+          "[executor]") {
+  // Tasks that end at once, started by callers as they resume, run one
+  // after another in one runner (which lets others run every few tasks):
+  // what else is queued on the io_context must not wait for the loop's end.
+  patio::registry rpc;
+  rpc.add("mul", amul);
+  patio::async_executor ex(rpc);
+  asio::io_context io(1);
+  constexpr int calls = 5000;
+  int done = 0;
+  std::optional<int> done_when_posted;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        for (int i = 0; i < calls; ++i) {
+          // Once the loop runs, a handler posted now must get a turn soon.
+          if (i == 100) asio::post(io, [&] { done_when_posted = done; });
+          CHECK(co_await ex.submit<std::int64_t>("mul", i, 2) == 2 * i);
+          ++done;
+        }
+      },
+      patio::rethrow);
+  io.run();
+  CHECK(done == calls);
+  REQUIRE(done_when_posted);
+  CHECK(*done_when_posted < 200);
+}
+
+TEST_CASE("async executor: a task's coroutine settings do not carry over to the next task of its runner",
+          "[executor]") {
+  // The caller resumes as its task ends and starts the next one at once:
+  // the same runner awaits it, and must start it afresh.
+  patio::registry rpc;
+  rpc.add("no_throw_when_cancelled", []() -> asio::awaitable<bool> {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
+    co_return co_await asio::this_coro::throw_if_cancelled();
+  });
+  rpc.add("throws_when_cancelled",
+          []() -> asio::awaitable<bool> { co_return co_await asio::this_coro::throw_if_cancelled(); });
+  rpc.add("cancellable_after_reset", []() -> asio::awaitable<bool> {
+    // A cancellation state left filtered or cancelled by the task before
+    // would show here.
+    const auto state = co_await asio::this_coro::cancellation_state;
+    co_return state.cancelled() == asio::cancellation_type::none;
+  });
+  patio::async_executor ex(rpc);
+  patio::test::run([&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 3; ++i) {
+      CHECK_FALSE(co_await ex.submit<bool>("no_throw_when_cancelled"));
+      CHECK(co_await ex.submit<bool>("throws_when_cancelled"));
+      CHECK(co_await ex.submit<bool>("cancellable_after_reset"));
+    }
+  }());
+}
+
+TEST_CASE("async executor: tasks behind one that suspends start at once, each cancelled on its own", "[executor]") {
+  // Started together (one runner takes them in turn), the first waits: the
+  // others must not wait behind it, and cancelling one cancels only it.
+  patio::registry rpc;
+  int cancelled = 0;
+  rpc.add("sleep_ms", [&](int ms) -> asio::awaitable<int> {
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(ms));
+    try {
+      co_await t.async_wait(asio::use_awaitable);
+    } catch (const std::system_error&) {
+      ++cancelled;
+      throw;
+    }
+    co_return ms;
+  });
+  rpc.add("mul", amul);
+  patio::async_executor ex(rpc);
+  const auto start = clock_type::now();
+  patio::test::run([&]() -> asio::awaitable<void> {
+    using namespace asio::experimental::awaitable_operators;
+    std::vector<asio::awaitable<int>> calls;
+    calls.push_back(ex.submit<int>("sleep_ms", 10'000));
+    for (int i = 0; i < 5; ++i) calls.push_back(ex.submit<int>("sleep_ms", 20 + i));
+    asio::steady_timer give_up(co_await asio::this_coro::executor, 300ms);
+    // The long one is abandoned at 300 ms, the short ones end first.
+    auto first = std::move(calls.front());
+    calls.erase(calls.begin());
+    std::optional<int> cancelled_when_shorts_ended;
+    auto shorts_then = [&](std::vector<asio::awaitable<int>> c) -> asio::awaitable<std::vector<int>> {
+      auto r = co_await patio::gather(std::move(c));
+      cancelled_when_shorts_ended = cancelled;
+      co_return r;
+    };
+    auto [outcome, shorts] =
+        co_await ((std::move(first) || give_up.async_wait(asio::use_awaitable)) && shorts_then(std::move(calls)));
+    CHECK(outcome.index() == 1);
+    CHECK(shorts == std::vector<int>{20, 21, 22, 23, 24});
+    CHECK(cancelled_when_shorts_ended == 0);  // they did not wait for the long one's end
+    co_await pause(20ms);
+    CHECK(cancelled == 1);
+    CHECK(co_await ex.submit<std::int64_t>("mul", 6, 7) == 42);
+  }());
+  CHECK(clock_type::now() - start < 2s);
+}

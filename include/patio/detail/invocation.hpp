@@ -193,10 +193,15 @@ class invocation : public std::enable_shared_from_this<invocation> {
     complete(std::move(self));
   }
 
-  /// Cancels the running task when the caller gives up. Set by an executor
-  /// that can cancel; runs on the caller's executor.
-  asio::cancellation_signal task_cancel;
-  bool task_cancellable = false;
+  /// What cancels the running task (its runner's signal), set by the
+  /// executor while the task runs. On the caller's executor.
+  asio::cancellation_signal* task_signal = nullptr;
+
+  /// Cancels the task, if it runs (terminal cancellation). On the caller's
+  /// executor.
+  void cancel_task() const noexcept {
+    if (task_signal) task_signal->emit(asio::cancellation_type::terminal);
+  }
 
   /// Called once, on the caller's executor, when the caller gives up: for
   /// executors that stop a task another way (the process pool kills it).
