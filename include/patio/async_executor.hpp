@@ -19,6 +19,12 @@ class task_limiter;
 /// runs inline on the I/O thread, so keep such functions short or use the
 /// thread_pool_executor.
 ///
+/// A coroutine task starts once the handler that started it has returned,
+/// in a runner: a coroutine that awaits the tasks of one executor one after
+/// another (no `co_spawn` per task) and lets other handlers run every 16
+/// tasks; a task that suspends keeps its runner, and the tasks behind it get
+/// another at once. Each task starts with a fresh cancellation state.
+///
 /// A timeout or cancellation of the call cancels the task (terminal
 /// cancellation) at its next suspension point. When the caller's
 /// io_context runs on several threads, call from a strand.
