@@ -81,8 +81,12 @@ class task_limiter::check_ready {
   check_ready& operator=(const check_ready&) = delete;
   ~check_ready() {
     if (!list_) return;
+    // Never run: the io_context is going, and the tasks waiting to start on
+    // it never will. The list lets go of them and of its executor.
+    std::deque<std::shared_ptr<invocation>> stranded;
     std::lock_guard lock(self_->mutex_);
     list_->check_posted = false;
+    stranded.swap(list_->tasks);
     self_->release_if_idle(list_);
   }
 
@@ -233,7 +237,10 @@ asio::awaitable<void> task_limiter::run_ready(std::shared_ptr<task_limiter> self
     }
     ~runner_count() {
       if (out) return;
+      // Destroyed inside a task: the io_context is going (as check_ready).
+      std::deque<std::shared_ptr<invocation>> stranded;
       std::lock_guard lock(self.mutex_);
+      stranded.swap(list->tasks);
       count_out();
     }
   } counted(*self, list);
