@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <patio/detail/invocation.hpp>
 #include <patio/detail/post.hpp>
+#include <patio/error.hpp>
 
 #include <asio/error.hpp>
 
@@ -21,7 +22,11 @@ void invocation::start_wait(waiter_ptr w, asio::cancellation_slot slot) {
     auto timer = std::make_shared<deadline_timer>(waiter_->executor(), deadline);
     timer_ = timer;
     timer->timer.async_wait([self = shared_from_this(), timer](std::error_code ec) {
-      if (!ec) self->abandon(std::make_exception_ptr(timeout_error(self->name + ": call timed out")));
+      if (ec) return;
+      if (self->awaiting_route)
+        self->abandon(std::make_exception_ptr(no_route_error(self->name + ": no connected peer offers this function")));
+      else
+        self->abandon(std::make_exception_ptr(timeout_error(self->name + ": call timed out")));
     });
   }
   if (slot.is_connected()) {
@@ -30,6 +35,14 @@ void invocation::start_wait(waiter_ptr w, asio::cancellation_slot slot) {
       self->abandon(std::make_exception_ptr(std::system_error(asio::error::operation_aborted)));
     });
   }
+}
+
+bool invocation::listen_for_abandon(std::weak_ptr<abandon_listener> l, std::uint64_t tag) noexcept {
+  std::lock_guard lock(mutex_);
+  if (state_ == state::abandoned || state_ == state::done) return false;
+  listener_ = std::move(l);
+  abandon_tag_ = tag;
+  return true;
 }
 
 void invocation::cancel_wait() noexcept {
@@ -50,10 +63,12 @@ void invocation::abandon(std::exception_ptr reason) noexcept {
   // thread may drop the last reference to the invocation after that
   // io_context is gone.
   const auto caller = std::move(caller_executor_);
+  const auto listener = std::exchange(listener_, {});
+  const auto tag = abandon_tag_;
   lock.unlock();
   cancel_task();
   if (on_abandon) std::exchange(on_abandon, nullptr)();
-  if (const auto l = std::exchange(listener, {}).lock()) l->abandoned(abandon_tag);
+  if (const auto l = listener.lock()) l->abandoned(tag);
   deliver(shared_from_this(), std::move(w), std::move(reason));
 }
 

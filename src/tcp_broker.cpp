@@ -115,9 +115,10 @@ class tcp_core : public std::enable_shared_from_this<tcp_core> {
   std::vector<std::shared_ptr<tcp_connection>> all_;                   // on the strand
   std::vector<std::shared_ptr<tcp::acceptor>> acceptors_;              // on the strand
   std::vector<std::shared_ptr<asio::steady_timer>> reconnect_timers_;  // on the strand
-  std::vector<asio::steady_timer*> route_waiters_;                     // on the strand; cancelled when a route appears
-  std::size_t next_ = 0;                                               // round-robin position
-  std::atomic<std::uint32_t> first_serial_{0};                         // see set_last_serial
+  // Calls waiting for a connection that offers their function; on the strand.
+  std::vector<std::pair<std::shared_ptr<invocation>, std::optional<double>>> unrouted_;
+  std::size_t next_ = 0;                        // round-robin position
+  std::atomic<std::uint32_t> first_serial_{0};  // see set_last_serial
   bool server_;
   std::optional<asio::ssl::context> ssl_;  // set for TLS
   std::atomic<bool> closed_{false};
@@ -132,6 +133,12 @@ class tcp_core : public std::enable_shared_from_this<tcp_core> {
   void became_live(const std::shared_ptr<tcp_connection>& c);
   void ended(const std::shared_ptr<tcp_connection>& c);
   std::shared_ptr<tcp_connection> route(const std::string& name);
+  /// Sends `inv` on a connection that offers its function, or keeps it
+  /// until one comes up (its deadline, if any, then fails it with
+  /// no_route_error). On the strand.
+  void send_or_hold(std::shared_ptr<invocation> inv, std::optional<double> timeout_seconds);
+  /// Sends `inv` on `c`; a call that cannot be encoded fails.
+  static void send_on(tcp_connection& c, std::shared_ptr<invocation> inv, std::optional<double> timeout_seconds);
   void close_all();
 
   static asio::awaitable<void> accept_loop(std::shared_ptr<tcp_core> self, std::shared_ptr<tcp::acceptor> acceptor);
@@ -222,19 +229,20 @@ class tcp_connection final : public std::enable_shared_from_this<tcp_connection>
   }
 
   /// Sends `inv` as a REQUEST and remembers it until its reply. When its
-  /// caller gives up, a CANCEL follows.
+  /// caller gives up, a CANCEL follows; one that already gave up is not
+  /// sent. @throws what encoding the arguments throws (nothing was sent).
   void call(std::shared_ptr<invocation> inv, std::optional<double> timeout_seconds) {
     do serial_ = frame::next_serial(serial_);
     while (pending_.contains(serial_));  // after a wrap, skip calls still in flight
     const auto serial = serial_;
+    if (!inv->listen_for_abandon(weak_from_this(), serial)) return;
+    inv->awaiting_route = false;
     send_with([&](std::string& out) {
       if (core_->compat())
         compat::append_request_frame(out, serial, *inv, timeout_seconds);
       else
         messages::append_request_frame(out, serial, *inv, timeout_seconds);
     });
-    inv->listener = weak_from_this();
-    inv->abandon_tag = serial;
     pending_.emplace(serial, std::move(inv));
   }
 
@@ -651,7 +659,39 @@ asio::awaitable<tcp_connection::outcome> tcp_connection::run(std::shared_ptr<tcp
 void tcp_core::became_live(const std::shared_ptr<tcp_connection>& c) {
   live_.push_back(c);
   live_count_ = live_.size();
-  for (auto* t : route_waiters_) t->cancel();  // wakes callers waiting for a route
+  // Calls that waited for a route: those it offers go now.
+  std::erase_if(unrouted_, [&](auto& held) {
+    auto& [inv, timeout_seconds] = held;
+    if (inv->abandoned()) return true;
+    if (!c->offers(inv->name)) return false;
+    send_on(*c, std::move(inv), timeout_seconds);
+    return true;
+  });
+}
+
+void tcp_core::send_on(tcp_connection& c, std::shared_ptr<invocation> inv, std::optional<double> timeout_seconds) {
+  try {
+    c.call(inv, timeout_seconds);
+  } catch (...) {
+    invocation::fail(std::move(inv), std::current_exception());
+  }
+}
+
+void tcp_core::send_or_hold(std::shared_ptr<invocation> inv, std::optional<double> timeout_seconds) {
+  if (closed_) {
+    auto error = std::make_exception_ptr(closed_error(inv->name + ": the broker is closed"));
+    invocation::fail(std::move(inv), std::move(error));
+    return;
+  }
+  if (inv->abandoned()) return;  // its caller has its answer already
+  if (auto c = route(inv->name)) {
+    send_on(*c, std::move(inv), timeout_seconds);
+    return;
+  }
+  // Wait for a connection to come up (patio's behaviour), until the deadline.
+  inv->awaiting_route = true;
+  std::erase_if(unrouted_, [](const auto& held) { return held.first->abandoned(); });
+  unrouted_.emplace_back(std::move(inv), timeout_seconds);
 }
 
 void tcp_core::ended(const std::shared_ptr<tcp_connection>& c) {
@@ -688,7 +728,10 @@ void tcp_core::close_all() {
   }
   for (auto& t : reconnect_timers_) t->cancel();
   for (auto& c : std::vector(all_)) c->close();
-  for (auto* t : route_waiters_) t->cancel();
+  for (auto& [inv, timeout_seconds] : std::exchange(unrouted_, {})) {
+    auto error = std::make_exception_ptr(closed_error(inv->name + ": the broker is closed"));
+    invocation::fail(std::move(inv), std::move(error));
+  }
 }
 
 asio::awaitable<void> tcp_core::accept_loop(std::shared_ptr<tcp_core> self, std::shared_ptr<tcp::acceptor> acceptor) {
@@ -818,32 +861,24 @@ asio::awaitable<void> tcp_broker_base::join() {
 
 std::size_t tcp_broker_base::connections() const { return core_->live_count_; }
 
+// Not a coroutine of its own: the caller's coroutine awaits the
+// invocation, whose start hands it to the strand (no hop of the caller's).
 asio::awaitable<void> tcp_broker_base::dispatch(std::shared_ptr<detail::invocation> inv, call_options options) {
   using clock = detail::invocation::clock;
-  inv->set_caller_executor(co_await asio::this_coro::executor);
-  if (options.timeout) inv->deadline = clock::now() + *options.timeout;
   std::optional<double> timeout_seconds;
-  if (options.timeout) timeout_seconds = std::chrono::duration<double>(*options.timeout).count();
-
-  auto core = core_;
-  for (;;) {
-    // Broker state lives on the strand: enter it before every look.
-    co_await asio::dispatch(core->strand_, asio::use_awaitable);
-    if (core->closed_) throw closed_error(inv->name + ": the broker is closed");
-    if (auto c = core->route(inv->name)) {
-      c->call(inv, timeout_seconds);
-      break;
-    }
-    if (clock::now() >= inv->deadline) throw no_route_error(inv->name + ": no connected peer offers this function");
-    // Wait for a connection to come up (patio's behaviour), until the deadline.
-    asio::steady_timer wait(core->strand_, inv->deadline);
-    core->route_waiters_.push_back(&wait);
-    std::error_code ignored;
-    co_await wait.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-    co_await asio::dispatch(core->strand_, asio::use_awaitable);
-    std::erase(core->route_waiters_, &wait);
+  if (options.timeout) {
+    inv->deadline = clock::now() + *options.timeout;
+    timeout_seconds = std::chrono::duration<double>(*options.timeout).count();
   }
-  co_await inv->async_wait(asio::use_awaitable);
+  return detail::invocation::async_run(
+      std::move(inv),
+      [core = core_, timeout_seconds](std::shared_ptr<detail::invocation> started) {
+        // Broker state lives on the strand.
+        asio::dispatch(core->strand_, [core, inv = std::move(started), timeout_seconds]() mutable {
+          core->send_or_hold(std::move(inv), timeout_seconds);
+        });
+      },
+      asio::use_awaitable);
 }
 
 // ---- server and client ------------------------------------------------------

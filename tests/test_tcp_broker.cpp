@@ -117,6 +117,56 @@ TEST_CASE("tcp: a call waits for a route until its timeout, then fails with no_r
   patio::test::run(io, test());
 }
 
+TEST_CASE(
+    "tcp: calls waiting for a route fail with closed_error when the broker closes, and one given up is never sent",
+    "[tcp]") {
+  asio::io_context io;
+  calling_side client_side;
+  std::uint16_t port = 0;
+  {
+    asio::ip::tcp::acceptor probe(io, {asio::ip::make_address("127.0.0.1"), 0});
+    port = probe.local_endpoint().port();
+  }
+  patio::registry server_rpc;
+  int counted = 0;
+  server_rpc.add("count", [&] { return ++counted; });
+  patio::async_executor server_executor(server_rpc);
+  std::optional<patio::tcp_server_broker> server;
+
+  auto test = [&]() -> asio::awaitable<void> {
+    using namespace asio::experimental::awaitable_operators;
+    const auto ex = co_await asio::this_coro::executor;
+    {
+      // No server: calls without a timeout wait for a route until the
+      // broker closes.
+      patio::tcp_client_broker client{io.get_executor(), client_side.executor, {.reconnect_delay = 20ms}};
+      client.connect("127.0.0.1", port);
+      std::vector<std::exception_ptr> failures;
+      for (int i = 0; i < 3; ++i)
+        asio::co_spawn(ex, client.call<int>("count"), [&](std::exception_ptr e, int) { failures.push_back(e); });
+      co_await pause(50ms);
+      CHECK(failures.empty());
+      co_await client.close();
+      CHECK(co_await eventually([&] { return failures.size() == 3; }));
+      for (const auto& e : failures) CHECK_THROWS_AS(std::rethrow_exception(e), patio::closed_error);
+    }
+    // A call given up while it waits for a route is not sent when one comes.
+    patio::tcp_client_broker client{io.get_executor(), client_side.executor, {.reconnect_delay = 20ms}};
+    client.connect("127.0.0.1", port);
+    asio::steady_timer give_up(ex, 50ms);
+    auto winner = co_await (client.call<int>("count") || give_up.async_wait(asio::use_awaitable));
+    CHECK(winner.index() == 1);
+    server.emplace(io.get_executor(), server_executor);
+    server->listen("127.0.0.1", port);
+    CHECK(co_await eventually([&] { return client.connections() == 1; }));
+    CHECK(co_await client.call<int>("count") == 1);  // the only one that ran
+    CHECK(counted == 1);
+    co_await client.close();
+    co_await server->close();
+  };
+  patio::test::run(io, test());
+}
+
 // ---- authentication -----------------------------------------------------------
 
 namespace {

@@ -11,6 +11,7 @@
 #include <asio/cancellation_signal.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -208,11 +209,17 @@ class invocation : public std::enable_shared_from_this<invocation> {
   /// Set before the invocation is started.
   std::function<void()> on_abandon;
 
-  /// Like on_abandon, without an allocation per call: `listener`, if it
-  /// still exists, is told `abandon_tag` once, on the caller's executor,
-  /// when the caller gives up. Set before the invocation is started.
-  std::weak_ptr<abandon_listener> listener;
-  std::uint64_t abandon_tag = 0;
+  /// Like on_abandon, without an allocation per call: `l`, if it still
+  /// exists, is told `tag` once, on the caller's executor, when the caller
+  /// gives up. May be called from any thread while the caller waits.
+  /// @returns false when the caller has already given up or the call has
+  ///   ended: there is nothing to listen for (nor to send).
+  bool listen_for_abandon(std::weak_ptr<abandon_listener> l, std::uint64_t tag) noexcept;
+
+  /// Set by a broker that found no peer offering the call and holds it
+  /// until one comes: meanwhile its deadline fails the call with
+  /// patio::no_route_error, not patio::timeout_error.
+  std::atomic<bool> awaiting_route{false};
 
   /// Waits for completion. Completes with no error when the result is
   /// ready, else with the task's error, a patio::timeout_error at the
@@ -315,6 +322,8 @@ class invocation : public std::enable_shared_from_this<invocation> {
     asio::steady_timer timer;
   };
   std::weak_ptr<deadline_timer> timer_;
+  std::weak_ptr<abandon_listener> listener_;  // under mutex_
+  std::uint64_t abandon_tag_ = 0;             // under mutex_
   asio::cancellation_slot slot_;
 };
 
