@@ -347,9 +347,11 @@ class typed_result : public invocation {
     }
   }
 
-  /// The result after async_wait() succeeded.
+  /// The result after async_wait() succeeded. An error is moved out: the
+  /// invocation, which may be released later on another thread (a timer's
+  /// handler), holds no reference to the exception the caller now has.
   R take_result() {
-    if (error_) std::rethrow_exception(error_);
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
     if constexpr (!std::is_void_v<R>) return std::move(*result_);
   }
 
