@@ -190,12 +190,10 @@ void task_limiter::spawn(std::shared_ptr<invocation> inv) {
       check = std::move(list);
     }
   }
-  if (check) post_check(std::move(check));
-}
-
-void task_limiter::post_check(std::shared_ptr<ready_list> list) {
-  const auto where = list->executor;  // before `list` moves
-  asio::post(where, check_ready(shared_from_this(), std::move(list)));
+  if (check) {
+    const auto where = check->executor;
+    asio::post(where, check_ready(shared_from_this(), std::move(check)));
+  }
 }
 
 // ---- ready lists and their runners -----------------------------------------
@@ -291,7 +289,7 @@ asio::awaitable<void> task_limiter::run_ready(std::shared_ptr<task_limiter> self
       // Should this task suspend, the tasks behind it get another runner.
       if (!list->tasks.empty() && !list->check_posted) check = list->check_posted = true;
     }
-    if (check) self->post_check(list);
+    if (check) asio::post(list->executor, check_ready(self, list));
     std::exception_ptr error;
     try {
       co_await inv->target->invoke_async(inv);

@@ -810,26 +810,3 @@ TEST_CASE("async executor: tasks behind one that suspends start at once, each ca
   }());
   CHECK(clock_type::now() - start < 2s);
 }
-
-TEST_CASE("async executor: tasks stranded by an io_context destroyed before they start are let go", "[executor]") {
-  // The caller starts its call, then its io_context goes before the
-  // handler that would start a runner ever runs: the executor drops the
-  // stranded task and that io_context's executor, and serves new callers.
-  patio::registry rpc;
-  rpc.add("mul_now", [](std::int64_t a, std::int64_t b) -> asio::awaitable<std::int64_t> { co_return a* b; });
-  patio::async_executor ex(rpc);
-  bool finished = false;
-  {
-    asio::io_context io(1);
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-          co_await ex.submit<std::int64_t>("mul_now", 2, 3);
-          finished = true;
-        },
-        asio::detached);
-    CHECK(io.run_one() == 1);  // the caller's first step: the task is listed, its check posted
-  }
-  CHECK_FALSE(finished);
-  CHECK(patio::test::run(ex.submit<std::int64_t>("mul_now", 6, 7)) == 42);
-}

@@ -48,8 +48,6 @@ class task_limiter : public std::enable_shared_from_this<task_limiter> {
   // The ready lists, by executor; under mutex_.
   std::shared_ptr<ready_list> ready_list_for(const asio::any_io_executor& ex);
   void release_if_idle(const std::shared_ptr<ready_list>& list);
-  // Posts a check_ready for `list` (its check_posted already set).
-  void post_check(std::shared_ptr<ready_list> list);
   static asio::awaitable<void> run_ready(std::shared_ptr<task_limiter> self, std::shared_ptr<ready_list> list,
                                          std::shared_ptr<asio::cancellation_signal> signal);
   void launch_runner(const std::shared_ptr<ready_list>& list);
